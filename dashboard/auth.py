@@ -1,0 +1,134 @@
+"""Who is calling: JWTs (HS256, Supabase-compatible), single-use stream tickets, and log redaction.
+
+A browser's ``EventSource`` cannot send an ``Authorization`` header, which is why the audited stream
+was never authorised. The fix is a ticket: a short-lived, single-use credential the page fetches with
+its Bearer token and puts in the stream's URL. Tickets are signed like tokens (so any API process can
+check them) and spent in the store (so each works once, across processes).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+import jwt
+
+TOKEN_AUDIENCE = "authenticated"
+TICKET_AUDIENCE = "traces-stream-ticket"
+TICKET_TTL_SECONDS = 60
+ALGORITHM = "HS256"
+_JWT_SHAPE = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+
+
+class AuthError(Exception):
+    """A credential was missing or refused; ``message`` says which and why, in words a user acts on."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller: the user and when the credential behind it stops being valid."""
+
+    user_id: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
+class Ticket:
+    value: str
+    ticket_id: str
+    expires_at: float
+
+
+class Authenticator:
+    """Issues and checks tokens and tickets with one HS256 secret."""
+
+    def __init__(self, secret: str) -> None:
+        if not secret:
+            raise ValueError("the JWT secret must not be empty")
+        self._secret = secret
+
+    def issue_token(self, user_id: str, ttl_seconds: int = 3600) -> str:
+        now = int(time.time())
+        claims = {"sub": user_id, "aud": TOKEN_AUDIENCE, "role": "authenticated", "iat": now, "exp": now + ttl_seconds}
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
+
+    def verify_token(self, token: str) -> Principal:
+        claims = self._decode(token, TOKEN_AUDIENCE, what="token")
+        return Principal(user_id=claims["sub"], expires_at=float(claims["exp"]))
+
+    def issue_ticket(self, principal: Principal, ttl_seconds: int = TICKET_TTL_SECONDS) -> Ticket:
+        """A ticket lives ``ttl_seconds``, and a stream opened with it no longer than the token behind it."""
+        now = time.time()
+        expires_at = min(now + ttl_seconds, principal.expires_at)
+        ticket_id = uuid.uuid4().hex
+        claims = {
+            "sub": principal.user_id,
+            "aud": TICKET_AUDIENCE,
+            "jti": ticket_id,
+            "exp": int(expires_at),
+            "token_exp": principal.expires_at,
+        }
+        return Ticket(jwt.encode(claims, self._secret, algorithm=ALGORITHM), ticket_id, expires_at)
+
+    def verify_ticket(self, ticket: str) -> tuple[Principal, str]:
+        """The ticket's principal and its id; the caller must still spend the id once."""
+        claims = self._decode(ticket, TICKET_AUDIENCE, what="ticket", required=("exp", "sub", "jti"))
+        return Principal(claims["sub"], float(claims.get("token_exp", claims["exp"]))), claims["jti"]
+
+    def _decode(self, value: str, audience: str, *, what: str, required: tuple[str, ...] = ("exp", "sub")) -> dict:
+        try:
+            claims = jwt.decode(
+                value,
+                self._secret,
+                algorithms=[ALGORITHM],
+                audience=audience,
+                options={"require": list(required)},
+            )
+        except jwt.ExpiredSignatureError:
+            raise AuthError(f"{what}_expired", f"the {what} has expired") from None
+        except jwt.InvalidAudienceError:
+            raise AuthError(f"invalid_{what}", f"the {what} is for another audience (expected {audience!r})") from None
+        except jwt.InvalidSignatureError:
+            raise AuthError(f"invalid_{what}", f"the {what}'s signature does not match this server's secret") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise AuthError(f"invalid_{what}", f"the {what} lacks the {exc.claim!r} claim") from None
+        except jwt.InvalidTokenError:
+            raise AuthError(f"invalid_{what}", f"the {what} is not a well-formed JWT") from None
+        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
+            raise AuthError(f"invalid_{what}", f"the {what}'s subject must be a non-empty string")
+        return claims
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token in an ``Authorization: Bearer`` header; None when the header is absent."""
+    if authorization is None:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise AuthError("invalid_authorization", "the Authorization header must be 'Bearer <token>'")
+    return token.strip()
+
+
+def redact_text(text: str) -> str:
+    """Anything shaped like a JWT, or a credential in a query string, replaced."""
+    text = _JWT_SHAPE.sub("REDACTED", text)
+    return re.sub(r"([?&](?:token|ticket|access_token)=)[^&\s\"]*", r"\1REDACTED", text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that takes credentials out of every record before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in record.args)
+        if isinstance(record.msg, str):
+            record.msg = redact_text(record.msg)
+        return True

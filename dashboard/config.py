@@ -1,0 +1,115 @@
+"""Settings read from the environment in one place, so no other module touches ``os.environ``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+DEFAULT_DB_URL = "sqlite:///./data/traces.db"
+MIB = 1024 * 1024
+
+
+class ConfigError(ValueError):
+    """A setting has a value we cannot use; the message names the variable."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server, the client and the demo read from the environment."""
+
+    db_url: str = DEFAULT_DB_URL
+    jwt_secret: str | None = None
+    ping_interval: float = 30.0
+    api_url: str = "http://127.0.0.1:8000"
+    token: str | None = None
+    max_streams_per_user: int = 10
+    replay_events: int = 10_000
+    replay_seconds: float = 600.0
+    max_body_bytes: int = 8 * MIB
+    max_batch_traces: int = 1000
+    stream_queue_size: int = 1000
+    retry_ms: int = 1000
+    supabase_url: str | None = None
+    supabase_key: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        return cls(
+            db_url=env.get("TRACES_DB_URL") or DEFAULT_DB_URL,
+            jwt_secret=env.get("TRACES_JWT_SECRET") or None,
+            ping_interval=_float(env, "TRACES_PING_INTERVAL", 30.0, minimum=0.05),
+            api_url=(env.get("TRACES_API_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            token=env.get("TRACES_TOKEN") or None,
+            max_streams_per_user=_int(env, "TRACES_MAX_STREAMS_PER_USER", 10),
+            replay_events=_int(env, "TRACES_REPLAY_EVENTS", 10_000),
+            max_body_bytes=_int(env, "TRACES_MAX_BODY_BYTES", 8 * MIB),
+            supabase_url=env.get("SUPABASE_URL") or None,
+            supabase_key=env.get("SUPABASE_KEY") or None,
+        )
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file named by ``db_url``, or None for another backend."""
+        prefix = "sqlite:///"
+        if not self.db_url.startswith(prefix):
+            return None
+        return Path(self.db_url[len(prefix):])
+
+    def resolved_jwt_secret(self) -> str:
+        """The JWT secret: the configured one, else one generated once and kept beside the SQLite file.
+
+        Keeping it on disk means tokens printed by ``python -m dashboard token`` stay valid across
+        restarts of the API, and the API and the CLI agree without any setup.
+        """
+        if self.jwt_secret:
+            return self.jwt_secret
+        path = self.sqlite_path
+        if path is None:
+            raise ConfigError("TRACES_JWT_SECRET must be set for a database other than the embedded SQLite")
+        secret_file = path.parent / "jwt_secret"
+        if secret_file.exists():
+            return secret_file.read_text().strip()
+        secret_file.parent.mkdir(parents=True, exist_ok=True)
+        # Written whole to a private temporary file, then linked into place: when two processes
+        # start at once, exactly one link succeeds and both read the same complete secret.
+        tmp = secret_file.with_name(f".jwt_secret.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(48))
+        try:
+            os.link(tmp, secret_file)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return secret_file.read_text().strip()

@@ -1,0 +1,157 @@
+"""Real servers for tests: uvicorn on loopback in a thread (inspectable) or in a subprocess (killable)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+from dashboard.api import create_app
+from dashboard.api.deps import Services
+from dashboard.auth import Authenticator
+from dashboard.config import Settings
+from dashboard.server import build_server
+
+T = TypeVar("T")
+TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    base = Settings(db_url=f"sqlite:///{tmp_path / 'traces.db'}", jwt_secret=TEST_SECRET)
+    return replace(base, **overrides)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ThreadedApi:
+    """The real app under real uvicorn on 127.0.0.1, in a thread with its own event loop.
+
+    Tests talk to it over HTTP like any client, and may look inside (open streams, tasks) with ``call``.
+    """
+
+    def __init__(self, settings: Settings, *, access_log: bool = False) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.server = build_server(self.app, "127.0.0.1", 0, access_log=access_log, log_level="warning")
+        self.auth = Authenticator(settings.resolved_jwt_secret())
+        self._thread = threading.Thread(target=self.server.run, name="test-api", daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> "ThreadedApi":
+        self._thread.start()
+        deadline = time.monotonic() + 15
+        while not self.server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test API did not start")
+            time.sleep(0.01)
+        self.loop = self.server._loop
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():
+            self.server.handle_exit(signal.SIGINT, None)
+            self._thread.join(timeout=15)
+            assert not self._thread.is_alive(), "the test API did not stop"
+
+    @property
+    def port(self) -> int:
+        return self.server.servers[0].sockets[0].getsockname()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services
+
+    def token(self, user: str, ttl: int = 3600) -> str:
+        return self.auth.issue_token(user, ttl)
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        """Run a coroutine on the server's own loop (to read its state without racing it)."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def server_tasks(self) -> int:
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+        return self.call(count())
+
+
+class ApiProcess:
+    """``python -m dashboard api`` as a child process: for SIGKILL, SIGTERM and restarts on the same file."""
+
+    def __init__(self, tmp_path: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+        self.tmp_path = tmp_path
+        self.port = port or free_port()
+        self.db_url = f"sqlite:///{tmp_path / 'traces.db'}"
+        self.env = {**os.environ, "TRACES_JWT_SECRET": TEST_SECRET, "TRACES_DB_URL": self.db_url, **(env or {})}
+        self.log_path = tmp_path / f"api-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.auth = Authenticator(TEST_SECRET)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ApiProcess":
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "dashboard", "api", "--port", str(self.port)],
+            cwd=self.tmp_path, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the API exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError("the API did not answer /healthz in time")
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+    def terminate(self, timeout: float = 15) -> float:
+        """SIGTERM, and how long the process took to exit."""
+        assert self.process is not None
+        began = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=timeout)
+        return time.monotonic() - began
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+    def token(self, user: str, ttl: int = 3600) -> str:
+        return self.auth.issue_token(user, ttl)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
