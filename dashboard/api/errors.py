@@ -63,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        request.app.state.metrics.auth_failures.labels(exc.code).inc()
+        request.app.state.services.metrics.auth_failures.labels(exc.code).inc()
         return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     @app.exception_handler(RequestValidationError)

@@ -169,7 +169,7 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get(STREAM_PATH, response_class=TraceStreamResponse, responses=STREAM_RESPONSES,
+@router.get(STREAM_PATH, status_code=200, response_class=TraceStreamResponse, responses=STREAM_RESPONSES,
             summary="Live stream of your traces (SSE)", description=_stream_docs())
 async def trace_stream(
     request: Request,

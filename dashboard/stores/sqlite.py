@@ -165,7 +165,7 @@ class SQLiteTraceStore:
 
     def _maybe_prune(self, head: int) -> None:
         """Drop events outside the replay window: older than both the last N events and the last T seconds."""
-        if head - self._last_pruned < PRUNE_EVERY_EVENTS:
+        if head - self._last_pruned < min(PRUNE_EVERY_EVENTS, self.replay_events):
             return
         self._last_pruned = head
         self.db.execute(
