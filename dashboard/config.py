@@ -56,7 +56,7 @@ class Settings:
     replay_seconds: float = 600.0
     max_body_bytes: int = 8 * MIB
     max_batch_traces: int = 1000
-    stream_queue_size: int = 1000
+    stream_queue_size: int = 5000
     retry_ms: int = 1000
     supabase_url: str | None = None
     supabase_key: str | None = None

@@ -21,7 +21,7 @@ from .stores import StoredEvent, StoreError, TraceStore
 
 log = logging.getLogger(__name__)
 
-FOLLOW_BATCH = 1000
+FOLLOW_BATCH = 1000  # at most; never more than half a stream's queue, so a stream that keeps up never overflows
 POLL_SECONDS = 1.0  # notices writes made by other processes sharing the store
 MAX_BACKOFF_SECONDS = 10.0
 
@@ -116,6 +116,7 @@ class Hub:
         self.metrics = metrics
         self.max_streams_per_user = max_streams_per_user
         self.queue_size = queue_size
+        self.follow_batch = max(1, min(FOLLOW_BATCH, queue_size // 2))
         self.position = 0
         self._by_user: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -194,7 +195,7 @@ class Hub:
         backoff = 0.5
         while True:
             try:
-                events = await self.store.events_after(self.position, FOLLOW_BATCH)
+                events = await self.store.events_after(self.position, self.follow_batch)
                 if events:
                     self.publish(events)
                 else:

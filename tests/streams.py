@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,7 +29,13 @@ class StreamReader:
                 self.seen.append(event)
                 if not kinds or event.event in kinds:
                     return event
-        raise AssertionError(f"the stream ended before a {kinds or 'any'} event; saw {[e.event for e in self.seen]}")
+        raise AssertionError(f"the stream ended before a {kinds or 'any'} event; saw {self.summary()}")
+
+    def summary(self) -> str:
+        """What the stream said so far, counted by kind, with the last event's data."""
+        counts = Counter(event.event for event in self.seen)
+        last = self.seen[-1].data[:200] if self.seen else ""
+        return f"{dict(counts)}, last: {last}"
 
     async def traces(self, count: int, timeout: float = 10) -> list[tuple[int, str, dict[str, Any]]]:
         """The next ``count`` trace/trace_update events as (id, kind, trace)."""
@@ -60,3 +67,26 @@ async def post_trace(client: httpx.AsyncClient, headers: dict[str, str], **field
     response = await client.post("/api/traces", json=fields, headers=headers)
     assert response.status_code == 201, response.text
     return response.json()
+
+
+async def read_with_resume(client: httpx.AsyncClient, headers: dict[str, str], count: int,
+                           started: asyncio.Event, timeout: float = 60) -> tuple[list[int], int]:
+    """Read ``count`` trace ids, reconnecting with Last-Event-ID whenever the server ends the stream.
+
+    Returns the ids and how many times it had to reconnect.
+    """
+    ids: list[int] = []
+    reconnects = -1
+    async with asyncio.timeout(timeout):
+        while len(ids) < count:
+            reconnects += 1
+            resume = {"Last-Event-ID": str(ids[-1])} if ids else {}
+            async with open_stream(client, headers={**headers, **resume}) as stream:
+                await stream.next("subscribed")
+                started.set()
+                async for event in stream.events:
+                    if event.event in ("trace", "trace_update"):
+                        ids.append(int(event.id))
+                        if len(ids) == count:
+                            break
+    return ids, reconnects

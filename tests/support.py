@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +37,13 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for server state that has no event of its own (a count after a disconnect), polling briefly."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
 
 
 class ThreadedApi:
@@ -91,6 +98,10 @@ class ThreadedApi:
         """Run a coroutine on the server's own loop (to read its state without racing it)."""
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def metric(self, name: str) -> float:
+        """A metric's current value, as /metrics would report it."""
+        return self.services.metrics.registry.get_sample_value(name) or 0.0
 
     def server_tasks(self) -> int:
         async def count() -> int:

@@ -12,7 +12,7 @@ import pytest
 from dashboard.auth import TICKET_AUDIENCE
 
 from .streams import STREAM, open_stream, post_trace
-from .support import TEST_SECRET
+from .support import TEST_SECRET, wait_until
 
 
 @pytest.fixture
@@ -159,15 +159,6 @@ async def test_too_many_streams_is_429_with_retry_after(make_api):
             assert refused.json()["error"]["code"] == "too_many_streams"
             async with open_stream(client, headers=api.headers("bob")) as bobs:  # the cap is per user
                 await bobs.next("subscribed")
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> None:
-    """Poll server state that has no event of its own to wait on (open-stream count after a disconnect)."""
-    import asyncio
-
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 async def test_disconnecting_frees_the_stream_and_leaves_no_task(api, client):
