@@ -71,7 +71,7 @@ run_all() {
     }
     trap stop INT TERM EXIT
 
-    "$PY" -m dashboard api --host "$API_HOST" --port "$API_PORT" & pids+=($!)
+    "$PY" -m dashboard api --host "$API_HOST" --port "$API_PORT" --no-access-log & pids+=($!)
     wait_for_api "$api_url"
     TRACES_API_URL="$api_url" "$PY" -m dashboard demo --api-url "$api_url" & pids+=($!)
 

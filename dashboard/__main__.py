@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from dataclasses import replace
 
@@ -17,7 +18,8 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     if args.db:
         settings = replace(settings, db_url=args.db)
     app = create_app(settings)
-    server = build_server(app, args.host, args.port, forwarded_allow_ips=args.forwarded_allow_ips)
+    server = build_server(app, args.host, args.port, forwarded_allow_ips=args.forwarded_allow_ips,
+                          access_log=not args.no_access_log)
     server.run()
     return 0
 
@@ -32,11 +34,16 @@ def _token(args: argparse.Namespace, settings: Settings) -> int:
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from .demo import run_demo
 
-    try:
-        asyncio.run(run_demo(args.api_url or settings.api_url, settings, rate=args.rate, users=args.users,
-                             duration=args.duration))
-    except KeyboardInterrupt:
-        pass
+    async def until_signalled() -> None:
+        # Ctrl-C and SIGTERM (what serve.sh and process managers send) both finish open calls cleanly.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_demo(args.api_url or settings.api_url, settings, rate=args.rate, users=args.users,
+                       duration=args.duration, stop=stop)
+
+    asyncio.run(until_signalled())
     return 0
 
 
@@ -59,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
     api.add_argument("--db", help="database URL (default: TRACES_DB_URL or sqlite:///./data/traces.db)")
     api.add_argument("--forwarded-allow-ips", default="127.0.0.1",
                      help="proxies whose X-Forwarded-* headers are trusted (comma-separated, or *)")
+    api.add_argument("--no-access-log", action="store_true", help="do not log every request")
     api.set_defaults(run=_api)
 
     token = commands.add_parser("token", help="print a signed JWT for a user")
