@@ -42,6 +42,13 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _origins(raw: str | None) -> tuple[str, ...]:
+    """Browser origins allowed to call the API (the dashboard's by default); ``""`` allows none."""
+    if raw is None:
+        return Settings.cors_origins
+    return tuple(origin.strip().rstrip("/") for origin in raw.split(",") if origin.strip())
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server, the client and the demo read from the environment."""
@@ -58,6 +65,7 @@ class Settings:
     max_batch_traces: int = 1000
     stream_queue_size: int = 5000
     retry_ms: int = 1000
+    cors_origins: tuple[str, ...] = ("http://127.0.0.1:5006", "http://localhost:5006")
     supabase_url: str | None = None
     supabase_key: str | None = None
 
@@ -73,6 +81,7 @@ class Settings:
             max_streams_per_user=_int(env, "TRACES_MAX_STREAMS_PER_USER", 10),
             replay_events=_int(env, "TRACES_REPLAY_EVENTS", 10_000),
             max_body_bytes=_int(env, "TRACES_MAX_BODY_BYTES", 8 * MIB),
+            cors_origins=_origins(env.get("TRACES_CORS_ORIGINS")),
             supabase_url=env.get("SUPABASE_URL") or None,
             supabase_key=env.get("SUPABASE_KEY") or None,
         )

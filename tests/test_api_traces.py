@@ -195,3 +195,13 @@ async def test_metrics_are_prometheus_text(api, client):
     for name in ("traces_open_streams", "traces_events_sent_total", "traces_slow_clients_dropped_total",
                  "traces_replays_total", "traces_auth_failures_total"):
         assert name in response.text
+
+
+async def test_the_dashboard_origin_may_call_the_api_from_a_browser(api, client):
+    preflight = await client.options("/api/analytics/traces/stream/ticket", headers={
+        "Origin": "http://127.0.0.1:5006", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization"})
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://127.0.0.1:5006"
+    other = await client.get("/healthz", headers={"Origin": "http://evil.example"})
+    assert "access-control-allow-origin" not in other.headers

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 
 from .. import __version__
@@ -52,6 +53,9 @@ def create_app(settings: Settings | None = None, *, store: TraceStore | None = N
     app.include_router(traces.router)
     app.include_router(ops.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:  # lets a page on another origin use fetch() and EventSource with a ticket
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "PATCH"],
+                           allow_headers=["Authorization", "Content-Type", "Last-Event-ID"], max_age=600)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
