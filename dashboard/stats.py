@@ -1,0 +1,68 @@
+"""Per-model latency and traffic over a rolling window, from the calls as they complete.
+
+Bounded: only calls inside the window are kept, and at most ``max_calls`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelStats:
+    model: str
+    p50_ms: float
+    p95_ms: float
+    calls_per_min: float
+    error_rate: float  # 0..1
+    calls: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    at: float  # epoch seconds the call completed (or arrived, when it did not say)
+    model: str
+    latency_ms: float | None
+    failed: bool
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile of a non-empty list (what a person expects 'p95 of 20 calls' to mean)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+class RollingModelStats:
+    def __init__(self, window_seconds: float = 300.0, max_calls: int = 50_000) -> None:
+        self.window_seconds = window_seconds
+        self._calls: deque[_Call] = deque(maxlen=max_calls)
+
+    def add(self, at: float, model: str, latency_ms: float | None, failed: bool) -> None:
+        self._calls.append(_Call(at, model or "unknown", latency_ms, failed))
+
+    def compute(self, now: float) -> list[ModelStats]:
+        """Stats per model over the window ending ``now``, models sorted by name."""
+        horizon = now - self.window_seconds
+        while self._calls and self._calls[0].at < horizon:
+            self._calls.popleft()
+        by_model: dict[str, list[_Call]] = {}
+        for call in self._calls:
+            if call.at >= horizon:
+                by_model.setdefault(call.model, []).append(call)
+        minutes = self.window_seconds / 60
+        result = []
+        for model in sorted(by_model):
+            calls = by_model[model]
+            latencies = [c.latency_ms for c in calls if c.latency_ms is not None and not c.failed]
+            result.append(ModelStats(
+                model=model,
+                p50_ms=percentile(latencies, 50) if latencies else float("nan"),
+                p95_ms=percentile(latencies, 95) if latencies else float("nan"),
+                calls_per_min=len(calls) / minutes,
+                error_rate=sum(c.failed for c in calls) / len(calls),
+                calls=len(calls),
+            ))
+        return result
