@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# ./serve.sh       run the API (127.0.0.1:8000) on the embedded SQLite store with demo traffic
+# ./serve.sh       run the API (127.0.0.1:8000) on the embedded SQLite store, demo traffic, and the
+#                  dashboard (127.0.0.1:5006) signed in as the user "demo"
 # ./serve.sh test  install what the tests need and run the whole suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
 API_HOST=127.0.0.1
 API_PORT="${TRACES_API_PORT:-8000}"
+DASHBOARD_PORT="${TRACES_DASHBOARD_PORT:-5006}"
 PY=.venv/bin/python
 
 # Create .venv on first run and (re)install when pyproject.toml changed since the last install.
@@ -76,16 +78,19 @@ run_all() {
     TRACES_API_URL="$api_url" "$PY" -m dashboard demo --api-url "$api_url" & pids+=($!)
 
     local token
-    token="$("$PY" -m dashboard token --user demo --ttl 86400)"
+    token="$("$PY" -m dashboard token --user demo --ttl 604800)"
+    TRACES_API_URL="$api_url" TRACES_TOKEN="$token" "$PY" -m panel serve dashboard/app.py \
+        --address "$API_HOST" --port "$DASHBOARD_PORT" --allow-websocket-origin "$API_HOST:$DASHBOARD_PORT" \
+        --allow-websocket-origin "localhost:$DASHBOARD_PORT" >/dev/null 2>&1 & pids+=($!)
     cat <<INFO
 
+  Dashboard  http://$API_HOST:$DASHBOARD_PORT/app   (signed in as "demo")
   API        $api_url          (docs: $api_url/docs)
-  demo user  demo              (traffic from the demo generator, also for other users)
 
-  Watch the live stream:
+  Watch the raw stream:
     curl -N -H "Authorization: Bearer $token" $api_url/api/analytics/traces/stream
 
-  Ctrl-C stops everything.
+  Ctrl-C stops all three.
 
 INFO
     wait -n "${pids[@]}" || true

@@ -65,6 +65,8 @@ class Settings:
     max_batch_traces: int = 1000
     stream_queue_size: int = 5000
     retry_ms: int = 1000
+    dashboard_rows: int = 5000
+    health_warn_seconds: float = 60.0
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:5006", "http://localhost:5006")
     supabase_url: str | None = None
     supabase_key: str | None = None
@@ -81,6 +83,8 @@ class Settings:
             max_streams_per_user=_int(env, "TRACES_MAX_STREAMS_PER_USER", 10),
             replay_events=_int(env, "TRACES_REPLAY_EVENTS", 10_000),
             max_body_bytes=_int(env, "TRACES_MAX_BODY_BYTES", 8 * MIB),
+            dashboard_rows=_int(env, "TRACES_DASHBOARD_ROWS", 5000, minimum=10),
+            health_warn_seconds=_float(env, "TRACES_HEALTH_WARN_SECONDS", 60.0, minimum=1),
             cors_origins=_origins(env.get("TRACES_CORS_ORIGINS")),
             supabase_url=env.get("SUPABASE_URL") or None,
             supabase_key=env.get("SUPABASE_KEY") or None,

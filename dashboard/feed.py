@@ -95,16 +95,16 @@ class TraceFeed(param.Parameterized):
     max_rows = param.Integer(default=5000, bounds=(10, None), doc="Rows kept; older ones roll off.")
     batch_seconds = param.Number(default=0.25, bounds=(0.01, None), doc="How often arrivals are applied.")
     warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
-    highlight_seconds = param.Number(default=8.0, doc="How long a new row stays highlighted (until viewed at most).")
+    highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
     flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
-    toast_seconds = param.Number(default=3.0, doc="New-trace toasts are coalesced over this long.")
+    toast_seconds = param.Number(default=10.0, doc="Trace toasts are coalesced over this long (one per burst).")
     stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
     stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
     max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")
     initial_backoff = param.Number(default=0.5, doc="The first wait between reconnection attempts.")
 
     # What the views read.
-    frame = param.DataFrame(doc="The rows shown, oldest first (the table sorts newest first).")
+    frame = param.DataFrame(doc="The rows shown, newest first, at most ``max_rows``.")
     changes = param.ClassSelector(class_=TableChanges, doc="The last batch applied to ``frame``.")
     new_count = param.Integer(default=0, doc="Traces arrived since the user last viewed them.")
     queued = param.Integer(default=0, doc="Arrivals held back while the user has scrolled or selected.")
@@ -118,6 +118,8 @@ class TraceFeed(param.Parameterized):
     models = param.List(default=[], item_type=str, doc="Every model seen, for the filter.")
     model_stats = param.List(default=[], doc="ModelStats per model over the rolling window.")
     stats_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of ``model_stats``.")
+
+    holding_reason = param.String(default="", doc="Why arrivals wait behind the badge ('' when they show at once).")
 
     # What the table tells us about the user.
     selected_id = param.String(default="", doc="The selected trace's id ('' for none).")
@@ -195,6 +197,12 @@ class TraceFeed(param.Parameterized):
         self._health = StreamHealth(status="off")
         self._update_status(time.time())
 
+    def cancel(self) -> None:
+        """Cancel both tasks without waiting: for a session-destroyed callback, which cannot await.
+        The tasks still close their stream on the way out."""
+        for task in self._tasks:
+            task.cancel()
+
     def retry_now(self) -> None:
         """Reconnect at once instead of waiting out the backoff (the banner's Retry button)."""
         self._own_retry_at = None
@@ -223,14 +231,37 @@ class TraceFeed(param.Parameterized):
             self._publish(changes)
 
     def filtered_frame(self) -> pd.DataFrame:
-        """A copy of the rows shown, newest first, for your own analysis."""
-        return self.frame.iloc[::-1].copy()
+        """A copy of the rows shown (newest first), for your own analysis."""
+        return self.frame.copy()
 
     async def snapshot_frame(self, limit: int = 1000) -> pd.DataFrame:
         """Pull your recent traces (with every field) into a new DataFrame, newest first."""
         snapshot = await fetch_snapshot(self.api_url, self._token, model=self.model or None,
                                         status=self.status_filter or None, limit=limit, client=self._client)
         return pd.DataFrame(snapshot.traces)
+
+    async def wait_for(self, predicate: Callable[["TraceFeed"], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(feed)`` holds, checked whenever the feed changes (not by polling).
+
+        ``await feed.wait_for(lambda f: f.status == "connected")`` in a notebook or a test; raises
+        TimeoutError, saying what the feed was doing, if it does not happen in ``timeout`` seconds.
+        """
+        ready = asyncio.Event()
+
+        def check(*_: object) -> None:
+            if predicate(self):
+                ready.set()
+
+        watcher = self.param.watch(check, [name for name in self.param if name != "name"])
+        try:
+            check()
+            async with asyncio.timeout(timeout):
+                await ready.wait()
+        except TimeoutError:
+            raise TimeoutError(f"gave up after {timeout:g} s: status {self.status_text!r}, {len(self.frame)} rows"
+                               + (f", {self.error}" if self.error else "")) from None
+        finally:
+            self.param.unwatch(watcher)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """The whole trace (input, output, metadata) of a row shown or queued."""
@@ -256,6 +287,8 @@ class TraceFeed(param.Parameterized):
 
     @param.depends("selected_id", "at_top", watch=True)
     def _on_viewport(self) -> None:
+        self.holding_reason = ("a row is selected" if self.selected_id else
+                               "you browse the table" if not self.at_top else "")
         if not self.holding:
             self.view_new()
 
@@ -387,7 +420,7 @@ class TraceFeed(param.Parameterized):
             if now - self._last_toast >= self.toast_seconds:
                 self._last_toast = now
                 self._send_toasts()
-            if now - self._last_stats >= self.stats_seconds:
+            if now - self._last_stats >= self.stats_seconds or changes.reset:
                 self._last_stats = now
                 self.model_stats = self._stats.compute(now)
                 self.stats_at = now
@@ -413,7 +446,7 @@ class TraceFeed(param.Parameterized):
             self._labels[trace["id"]] = self._next_label
             labels.append(self._next_label)
             self._next_label += 1
-        self.frame = rows_frame([table_row(t) for t in traces], labels)
+        self.frame = rows_frame([table_row(t) for t in reversed(traces)], labels[::-1])
         if not keep_counts:
             self.new_count = 0
             self.queued = 0
@@ -466,16 +499,17 @@ class TraceFeed(param.Parameterized):
             if new:
                 self._new_until[label] = now + self.highlight_seconds
         appended = rows_frame([table_row(t, Flag.NEW if new else Flag.NONE) for t in traces], labels)
-        frame = pd.concat([self.frame, appended]) if not self.frame.empty else appended
+        newest_first = appended.iloc[::-1]
+        frame = pd.concat([newest_first, self.frame]) if not self.frame.empty else newest_first
         overflow = len(frame) - self.max_rows
         if overflow > 0:
-            for trace_id in frame["id"].iloc[:overflow]:
+            for trace_id in frame["id"].iloc[-overflow:]:
                 label = self._labels.pop(trace_id, None)
                 self._new_until.pop(label, None)
                 self._flash_until.pop(label, None)
                 if trace_id not in self._held:
                     self._traces.pop(trace_id, None)
-            frame = frame.iloc[overflow:]
+            frame = frame.iloc[:-overflow]
         self.frame = frame
         return TableChanges(appended=appended.iloc[-self.max_rows:])
 

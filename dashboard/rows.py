@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-ROW_COLUMNS = ("id", "time", "name", "model", "status", "latency_ms", "total_tokens", "cost_usd", "error", "flag")
+ROW_COLUMNS = ("seq", "id", "time", "name", "model", "status", "latency_ms", "total_tokens", "cost_usd", "error", "flag")
 TEXT_FIELDS = ("id", "name", "model", "provider", "status", "error", "input", "output")
 
 
@@ -53,7 +53,8 @@ def empty_frame() -> pd.DataFrame:
 def rows_frame(rows: list[dict[str, Any]], labels: list[int]) -> pd.DataFrame:
     if not rows:
         return empty_frame()
-    frame = pd.DataFrame(rows, columns=list(ROW_COLUMNS), index=pd.Index(labels, name="row"))
+    frame = pd.DataFrame(rows, columns=[c for c in ROW_COLUMNS if c != "seq"], index=pd.Index(labels, name="row"))
+    frame.insert(0, "seq", labels)  # the row label again, as a column the table can sort on
     return frame.astype({column: _dtype(column) for column in ROW_COLUMNS})
 
 
@@ -77,4 +78,6 @@ def _number(value: Any) -> float:
 
 
 def _dtype(column: str) -> str:
+    if column == "seq":
+        return "int64"
     return "float64" if column in ("latency_ms", "total_tokens", "cost_usd") else "object"

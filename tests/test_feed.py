@@ -36,7 +36,8 @@ class Feed:
         return self.feed.flush(now=at)
 
     def ids(self) -> list[str]:
-        return list(self.feed.frame["id"])
+        """Row ids oldest first (the frame itself is newest first, as the table shows it)."""
+        return list(self.feed.frame["id"])[::-1]
 
     def flags(self) -> dict[str, str]:
         return dict(zip(self.feed.frame["id"], self.feed.frame["flag"]))
@@ -59,7 +60,7 @@ def test_viewing_resets_the_count_and_ends_the_highlight():
     f.feed.view_new()
     assert f.feed.new_count == 0
     assert f.flags() == {"a": Flag.NONE, "b": Flag.NONE}
-    assert f.feed.changes.patches["flag"] == [(0, Flag.NONE), (1, Flag.NONE)]
+    assert sorted(f.feed.changes.patches["flag"]) == [(0, Flag.NONE), (1, Flag.NONE)]
 
 
 def test_an_update_changes_the_row_in_place_and_flashes_it():
@@ -181,7 +182,8 @@ def test_a_snapshot_replaces_the_rows():
     f.feed.ingest(Snapshot([trace("s2"), trace("s1")], last_event_id=40, reason="reset"))
     changes = f.flush(T0 + 1)
     assert changes.reset
-    assert f.ids() == ["s1", "s2"]  # oldest first; the table shows newest first
+    assert f.ids() == ["s1", "s2"]
+    assert list(f.feed.frame["id"]) == ["s2", "s1"]  # the frame, like the table, is newest first
     assert f.feed.new_count == 0
     assert f.feed.last_refresh_at is not None
 

@@ -15,22 +15,7 @@ from .support import wait_until
 
 
 async def until(feed: TraceFeed, predicate: Callable[[], bool], timeout: float = 10) -> None:
-    """Wait for the feed's params to satisfy ``predicate`` (checked on every param change)."""
-    ready = asyncio.Event()
-
-    def check(*_: object) -> None:
-        if predicate():
-            ready.set()
-
-    watcher = feed.param.watch(check, [name for name in feed.param if name != "name"])
-    try:
-        check()
-        async with asyncio.timeout(timeout):
-            await ready.wait()
-    except TimeoutError:
-        raise AssertionError(f"timed out; status={feed.status_text!r} error={feed.error!r} rows={len(feed.frame)}") from None
-    finally:
-        feed.param.unwatch(watcher)
+    await feed.wait_for(lambda _: predicate(), timeout)
 
 
 @pytest.fixture
@@ -64,7 +49,7 @@ async def test_the_snapshot_loads_then_live_rows_arrive(api, client, feed_for):
     await until(feed, lambda: feed.status == "connected" and list(feed.frame["id"]) == ["old"])
     assert feed.refresh_text.startswith("refreshed ")
     await post_trace(client, alice, id="new", status="running")
-    await until(feed, lambda: list(feed.frame["id"]) == ["old", "new"])
+    await until(feed, lambda: list(feed.frame["id"]) == ["new", "old"])
     assert feed.new_count == 1
     await client.patch("/api/traces/new", headers=alice, json={"status": "success", "latency_ms": 5})
     await until(feed, lambda: feed.frame.set_index("id").at["new", "status"] == "success")

@@ -1,0 +1,10 @@
+"""``panel serve dashboard/app.py``: the live trace dashboard (reads TRACES_API_URL and TRACES_TOKEN)."""
+
+import panel as pn
+
+from dashboard.dashboard_app import EXTENSIONS, serve
+
+pn.extension(*EXTENSIONS, notifications=True)
+
+if pn.state.served:
+    serve().servable(title="Live LLM traces")

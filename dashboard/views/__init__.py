@@ -1,0 +1,9 @@
+"""The dashboard's views: each a ``Viewer`` over one TraceFeed, reading it and calling its actions."""
+
+from .charts import ModelCharts
+from .controls import ErrorBanner, FilterBar, HealthGauge, LiveControls, TokenPrompt
+from .detail import TraceDetail
+from .table import TraceTable
+
+__all__ = ["ErrorBanner", "FilterBar", "HealthGauge", "LiveControls", "ModelCharts", "TokenPrompt", "TraceDetail",
+           "TraceTable"]

@@ -1,0 +1,169 @@
+"""The strip above the table: live toggle with its "N new" badge, the status light and words, Refresh
+with its time, filters, the connection-health gauge, the error banner with Retry, and the token prompt."""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from ..feed import STATUSES, TraceFeed
+
+STATUS_COLOURS = {"connected": "#16a34a", "connecting": "#d97706", "reconnecting": "#d97706",
+                  "error": "#dc2626", "off": "#6b7280"}
+
+
+class LiveControls(Viewer):
+    """Live toggle + badge, status light in words, Refresh and when it last happened."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+    on_badge = param.Callable(default=None, doc="What clicking the badge does (default: feed.view_new).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        feed = self.feed
+        self.toggle = pn.widgets.Toggle.from_param(feed.param.live, name="Live", button_type="success",
+                                                   width=90, margin=(5, 0, 5, 5))
+        self.badge = pn.widgets.Button(name="0 new", button_type="primary", visible=False, width=80,
+                                       margin=(5, 5, 5, 0), description="Show the new traces and reset the count")
+        self.badge.on_click(lambda _: (self.on_badge or feed.view_new)())
+        self.status = pn.pane.HTML(margin=(5, 10), min_width=260)
+        self.refresh = pn.widgets.Button(name="↻ Refresh", button_type="default", width=100,
+                                         description="Reload the traces, then keep streaming")
+        self.refresh.on_click(lambda _: feed.refresh())
+        self.refreshed = pn.pane.HTML(margin=(5, 10), styles={"color": "#4b5563"})
+        self.holding = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"})
+        feed.param.watch(self._render, ["new_count", "live", "status", "status_text", "refresh_text", "holding_reason"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        feed = self.feed
+        self.toggle.name = "● Live" if feed.live else "❚❚ Paused"
+        self.toggle.button_type = "success" if feed.live else "default"
+        self.badge.name = f"{feed.new_count} new"
+        self.badge.visible = feed.new_count > 0
+        colour = STATUS_COLOURS.get(feed.status, "#6b7280")
+        self.status.object = (
+            f'<span class="trace-status" data-status="{feed.status}" style="display:inline-flex;align-items:center;'
+            f'gap:6px;font-size:14px"><span style="width:11px;height:11px;border-radius:50%;background:{colour};'
+            f'display:inline-block"></span>{html.escape(feed.status_text)}</span>'
+        )
+        self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
+        self.holding.visible = bool(feed.holding_reason)
+        self.holding.object = (f'<span class="trace-holding">⏸ new rows wait while {html.escape(feed.holding_reason)}'
+                               '</span>' if feed.holding_reason else "")
+
+    def __panel__(self):
+        return pn.Row(self.toggle, self.badge, self.status, self.holding, pn.layout.HSpacer(), self.refreshed, self.refresh,
+                      sizing_mode="stretch_width", styles={"align-items": "center"})
+
+
+class FilterBar(Viewer):
+    """Model, status and text filters; changing them keeps live mode on."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        feed = self.feed
+        self.model = pn.widgets.Select(name="Model", options=self._model_options(), value=feed.model, width=200)
+        self.status = pn.widgets.Select(name="Status", options={"all": "", **{s: s for s in STATUSES if s}},
+                                        value=feed.status_filter, width=140)
+        self.text = pn.widgets.TextInput(name="Search", placeholder="name, model, error, input, output…",
+                                         value=feed.text, width=300)
+        self.model.param.watch(lambda e: setattr(feed, "model", e.new), "value")
+        self.status.param.watch(lambda e: setattr(feed, "status_filter", e.new), "value")
+        self.text.param.watch(lambda e: setattr(feed, "text", e.new.strip()), "value")
+        feed.param.watch(lambda _: setattr(self.model, "options", self._model_options()), "models")
+
+    def _model_options(self) -> dict[str, str]:
+        models = sorted(set(self.feed.models) | ({self.feed.model} - {""}))
+        return {"all models": "", **{model: model for model in models}}
+
+    def __panel__(self):
+        return pn.Row(self.model, self.status, self.text, sizing_mode="stretch_width")
+
+
+class HealthGauge(Viewer):
+    """Seconds since the last ping or event, green while fresh, amber near and red past the warning."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        warn = self.feed.warn_after
+        self.gauge = pn.indicators.Gauge(
+            name="since last ping", value=0, bounds=(0, int(warn * 1.5)), format="{value} s",
+            colors=[(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")], width=230, height=230,
+            title_size=12, num_splits=3, annulus_width=12,
+        )
+        self.caption = pn.pane.HTML(margin=(0, 10), styles={"text-align": "center", "width": "210px"})
+        self.feed.param.watch(self._render, ["heartbeat_age", "health_warning", "status"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        feed = self.feed
+        age = feed.heartbeat_age
+        self.gauge.value = min(int(age or 0), self.gauge.bounds[1])
+        if age is None:
+            words = "no connection" if feed.status in ("off", "error") else "waiting for the first ping"
+            self.caption.object = f'<span class="trace-health" data-warning="false">{words}</span>'
+        elif feed.health_warning:
+            self.caption.object = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
+                                   f'⚠ no ping or event for {age:.0f} s</span>')
+        else:
+            self.caption.object = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age:.0f} s ago</span>'
+
+    def __panel__(self):
+        return pn.Column(self.gauge, self.caption, width=240)
+
+
+class ErrorBanner(Viewer):
+    """What went wrong, in words, with a Retry button that reconnects now instead of after the backoff."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.message = pn.pane.Alert(alert_type="danger", margin=0, sizing_mode="stretch_width")
+        self.retry = pn.widgets.Button(name="Retry now", button_type="danger", width=110)
+        self.retry.on_click(lambda _: self.feed.retry_now())
+        self.layout = pn.Row(self.message, self.retry, sizing_mode="stretch_width", visible=False,
+                             styles={"align-items": "center"})
+        self.feed.param.watch(self._render, ["error", "status_text"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        error = self.feed.error
+        self.layout.visible = bool(error)
+        if error:
+            detail = "" if self.feed.status == "error" else f" — {self.feed.status_text}"
+            self.message.object = f"**{error}**{detail}"
+
+    def __panel__(self):
+        return self.layout
+
+
+class TokenPrompt(Viewer):
+    """Asks for a token when TRACES_TOKEN is not set; it stays in this session only."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.token = pn.widgets.PasswordInput(name="API token", placeholder="paste a JWT (python -m dashboard token --user ID)",
+                                              width=420)
+        self.connect = pn.widgets.Button(name="Connect", button_type="primary", width=100, margin=(24, 5, 5, 5))
+        self.connect.on_click(self._use)
+        self.layout = pn.Row(self.token, self.connect, visible=not self.feed.token)
+
+    def _use(self, *_: object) -> None:
+        if self.token.value.strip():
+            self.feed.set_token(self.token.value)
+            self.token.value = ""
+            self.layout.visible = False
+
+    def __panel__(self):
+        return self.layout

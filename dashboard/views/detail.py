@@ -1,0 +1,78 @@
+"""The selected trace in full: what was asked, what came back, the error, the numbers and metadata."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from ..feed import TraceFeed
+from .style import status_pill
+
+EMPTY = '<div class="trace-detail-empty" style="color:#6b7280;padding:12px">Select a row to see the whole trace.</div>'
+
+
+def _text(value: Any) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _block(title: str, value: Any, colour: str = "#111827") -> str:
+    return (f'<div style="margin:8px 0 2px;font-weight:600;color:#374151">{title}</div>'
+            f'<pre style="white-space:pre-wrap;word-break:break-word;max-height:260px;overflow:auto;margin:0;'
+            f'padding:8px;background:#f9fafb;border:1px solid #e5e7eb;border-radius:6px;color:{colour};'
+            f'font-size:12.5px">{html.escape(_text(value))}</pre>')
+
+
+def render_trace(trace: dict[str, Any]) -> str:
+    facts = [
+        ("model", trace.get("model")), ("provider", trace.get("provider")),
+        ("latency", f"{trace['latency_ms']:,.0f} ms" if trace.get("latency_ms") is not None else None),
+        ("tokens", f"{trace.get('input_tokens') or 0:,} in · {trace.get('output_tokens') or 0:,} out"
+         if trace.get("total_tokens") is not None else None),
+        ("cost", f"${trace['cost_usd']:.5f}" if trace.get("cost_usd") is not None else None),
+        ("started", trace.get("started_at")), ("ended", trace.get("ended_at")), ("id", trace.get("id")),
+    ]
+    rows = "".join(f'<tr><td style="color:#6b7280;padding:1px 12px 1px 0">{name}</td><td>{html.escape(str(value))}</td></tr>'
+                   for name, value in facts if value is not None)
+    parts = [
+        f'<div class="trace-detail" data-trace-id="{html.escape(trace["id"])}">',
+        f'<div style="display:flex;gap:10px;align-items:center;font-size:16px;font-weight:600">'
+        f'{html.escape(trace.get("name") or trace["id"])} {status_pill(trace.get("status") or "")}</div>',
+        f'<table style="font-size:13px;margin-top:6px">{rows}</table>',
+    ]
+    if trace.get("error"):
+        parts.append(_block("error", trace["error"], colour="#b91c1c"))
+    parts.append(_block("input", trace.get("input")))
+    parts.append(_block("output", trace.get("output")))
+    if trace.get("metadata"):
+        parts.append(_block("metadata", trace["metadata"]))
+    parts.append("</div>")
+    return "".join(parts)
+
+
+class TraceDetail(Viewer):
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.pane = pn.pane.HTML(EMPTY, sizing_mode="stretch_width", min_height=200)
+        self._shown: dict[str, Any] | None = None
+        self.feed.param.watch(self._render, ["selected_id", "changes"])
+
+    def _render(self, *_: object) -> None:
+        trace = self.feed.trace(self.feed.selected_id) if self.feed.selected_id else None
+        if trace is self._shown:
+            return
+        self._shown = trace
+        self.pane.object = render_trace(trace) if trace else EMPTY
+
+    def __panel__(self):
+        return pn.Column("### Trace", self.pane, sizing_mode="stretch_width")

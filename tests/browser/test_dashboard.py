@@ -1,0 +1,144 @@
+"""What a person sees in Chromium: rows arriving, the badge, a lost and restored connection, the health
+gauge, and a plain EventSource with a ticket. Screenshots land in tests/browser/screenshots/."""
+
+from __future__ import annotations
+
+import httpx
+from playwright.sync_api import Page, expect
+
+from .conftest import shot
+
+TIMEOUT = 20_000  # ms: first render of a Panel page on a busy 2-core machine
+
+
+def post(api, user: str, **trace) -> dict:
+    response = httpx.post(f"{api.url}/api/traces", json=trace, headers={"Authorization": f"Bearer {api.token(user)}"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def row(page: Page, text: str):
+    return page.locator(".tabulator-row", has_text=text)
+
+
+def scroll_table(page: Page, pixels: int) -> None:
+    """Scroll the table's own scroll area, as a wheel would; retried while Tabulator is still laying out."""
+    page.wait_for_function("""(pixels) => {
+        const find = (root) => root.querySelector('.tabulator-tableholder') ||
+            [...root.querySelectorAll('*')].filter((e) => e.shadowRoot).map((e) => find(e.shadowRoot)).find(Boolean);
+        const holder = find(document);
+        if (!holder) return false;
+        holder.scrollTop = pixels;
+        return holder.scrollTop >= pixels;
+    }""", arg=pixels, timeout=TIMEOUT)
+
+
+def open_dashboard(page: Page, panel) -> None:
+    page.goto(panel.app_url)
+    expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
+
+
+def test_a_posted_trace_appears_highlighted_and_the_badge_counts_it_until_viewed(stack, page):
+    api, panel = stack()
+    post(api, "alice", id="first", name="warm-up", model="gpt-4o", status="success", latency_ms=120)
+    open_dashboard(page, panel)
+    expect(row(page, "warm-up")).to_be_visible()
+    post(api, "alice", id="call-1", name="summarize-report", model="gpt-4o", status="running")
+    post(api, "bob", id="bobs", name="bobs-secret", model="gpt-4o")
+    new_row = row(page, "summarize-report")
+    expect(new_row).to_be_visible(timeout=TIMEOUT)
+    expect(new_row.locator("[data-flag='new']")).to_have_count(1)
+    badge = page.get_by_role("button", name="1 new")
+    expect(badge).to_be_visible()
+    shot(page, "live")
+    httpx.patch(f"{api.url}/api/traces/call-1", json={"status": "success", "latency_ms": 812},
+                headers={"Authorization": f"Bearer {api.token('alice')}"})
+    expect(new_row.locator(".status-success")).to_be_visible(timeout=TIMEOUT)
+    badge.click()
+    expect(badge).to_be_hidden()
+    expect(new_row.locator("[data-flag='new']")).to_have_count(0)
+    expect(row(page, "bobs-secret")).to_have_count(0)
+
+
+def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp_path):
+    from ..support import ApiProcess
+
+    api, panel = stack()
+    open_dashboard(page, panel)
+    api.kill()
+    expect(page.locator(".trace-status[data-status='reconnecting']")).to_be_visible(timeout=TIMEOUT)
+    expect(page.get_by_text("connection lost:").first).to_be_visible()
+    expect(page.get_by_role("button", name="Retry now")).to_be_visible()
+    shot(page, "disconnected")
+    restarted = ApiProcess(tmp_path, port=api.port).start()
+    try:
+        post(restarted, "alice", id="missed", name="while-you-were-away", model="claude-3-haiku", status="success")
+        page.get_by_role("button", name="Retry now").click()
+        expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
+        expect(row(page, "while-you-were-away")).to_be_visible(timeout=TIMEOUT)
+        expect(page.get_by_role("button", name="Retry now")).to_be_hidden()
+    finally:
+        restarted.stop()
+
+
+def test_the_health_gauge_warns_when_pings_stop_and_recovers_on_traffic(stack, page):
+    api, panel = stack(api_env={"TRACES_PING_INTERVAL": "3600"}, panel_env={"TRACES_HEALTH_WARN_SECONDS": "2"})
+    open_dashboard(page, panel)
+    expect(page.locator(".trace-health[data-warning='true']")).to_be_visible(timeout=TIMEOUT)
+    shot(page, "health-warning")
+    post(api, "alice", name="sign-of-life", status="running")
+    expect(page.locator(".trace-health[data-warning='false']")).to_be_visible(timeout=TIMEOUT)
+
+
+def test_a_plain_eventsource_with_a_ticket_receives_events(stack, page):
+    api, _panel = stack()
+    page.goto(f"{api.url}/healthz")  # same origin as the API
+    token = api.token("alice")
+    page.evaluate("""async (token) => {
+        const response = await fetch('/api/analytics/traces/stream/ticket',
+                                     {method: 'POST', headers: {Authorization: 'Bearer ' + token}});
+        const {ticket} = await response.json();
+        window.received = [];
+        const source = new EventSource('/api/analytics/traces/stream?ticket=' + encodeURIComponent(ticket));
+        source.addEventListener('subscribed', () => { window.subscribed = true; });
+        source.addEventListener('trace', (e) => window.received.push(JSON.parse(e.data).name));
+    }""", token)
+    page.wait_for_function("window.subscribed === true", timeout=TIMEOUT)
+    post(api, "alice", name="seen-by-eventsource")
+    page.wait_for_function("window.received.includes('seen-by-eventsource')", timeout=TIMEOUT)
+
+
+def test_arrivals_wait_behind_the_badge_while_the_user_has_scrolled(stack, page):
+    api, panel = stack()
+    httpx.post(f"{api.url}/api/traces", headers={"Authorization": f"Bearer {api.token('alice')}"},
+               json={"traces": [{"name": f"older-{i}", "status": "success"} for i in range(40)]})
+    open_dashboard(page, panel)
+    expect(row(page, "older-39")).to_be_visible(timeout=TIMEOUT)
+    holder = page.locator(".tabulator-tableholder")
+    scroll_table(page, 400)
+    expect(page.locator(".trace-holding")).to_contain_text("you browse the table", timeout=TIMEOUT)
+    top_row = page.locator(".tabulator-row").first.inner_text()
+    post(api, "alice", name="arrived-while-scrolled", status="running")
+    expect(page.get_by_role("button", name="1 new")).to_be_visible(timeout=TIMEOUT)
+    assert page.locator(".tabulator-row").first.inner_text() == top_row  # nothing moved under the user
+    expect(row(page, "arrived-while-scrolled")).to_have_count(0)
+    page.get_by_role("button", name="1 new").click()
+    expect(row(page, "arrived-while-scrolled")).to_be_visible(timeout=TIMEOUT)
+    assert holder.evaluate("element => element.scrollTop") == 0
+    expect(page.get_by_role("button", name="1 new")).to_be_hidden()
+
+
+def test_selecting_a_row_shows_the_whole_trace(stack, page):
+    api, panel = stack()
+    post(api, "alice", id="detailed", name="rag-answer", model="gpt-4o", status="error",
+         input="What is our refund policy?", output=None, error="RateLimitError: 429 Too Many Requests",
+         metadata={"route": "/support"}, latency_ms=42)
+    open_dashboard(page, panel)
+    row(page, "rag-answer").locator(".tabulator-cell[tabulator-field='name']").click()
+    detail = page.locator(".trace-detail[data-trace-id='detailed']")
+    expect(detail).to_be_visible(timeout=TIMEOUT)
+    expect(detail).to_contain_text("What is our refund policy?")
+    expect(detail).to_contain_text("RateLimitError: 429 Too Many Requests")
+    expect(detail).to_contain_text("/support")
+    expect(page.locator(".trace-holding")).to_contain_text("a row is selected")
+    shot(page, "detail")
