@@ -886,7 +886,7 @@ def fmt(value: Any, unit: str = "") -> str:
         text = f"{value:,.0f}"
     else:
         text = f"{value}"
-    return f"{text} {unit}".strip()
+    return f"{text}{unit}" if unit.startswith("%") else f"{text} {unit}".strip()
 
 
 def cpu_text(run: dict[str, Any]) -> str:
@@ -895,7 +895,7 @@ def cpu_text(run: dict[str, Any]) -> str:
 
 
 def noisy_note(results: dict[str, Any]) -> str:
-    noisy = [f"latency {kind} {k.replace('_', ' ')}" for kind in ("ours", "naive")
+    noisy = [f"latency {kind} {k.split('_')[0]} reader(s)" for kind in ("ours", "naive")
              for k, run in results["latency"][kind].items() if run["machine_during_run"]["noisy"]]
     noisy += [f"fan-out {k.replace('_', ' ')}" for k, run in results["fanout"].items() if run["machine_during_run"]["noisy"]]
     if not noisy:
