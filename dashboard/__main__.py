@@ -20,7 +20,10 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     app = create_app(settings)
     server = build_server(app, args.host, args.port, forwarded_allow_ips=args.forwarded_allow_ips,
                           access_log=not args.no_access_log)
-    server.run()
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn has already shut down cleanly; no traceback for Ctrl-C
+        pass
     return 0
 
 
