@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, HoverTool, Legend, LegendItem
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Legend, LegendItem
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.viewable import Viewer
@@ -26,6 +26,9 @@ def _figure(title: str, y_label: str):
                   toolbar_location=None, y_axis_label=y_label, min_border_left=50)
     plot.title.text_font_size = "13px"
     plot.xaxis.axis_label = "time (UTC)"
+    plot.xaxis.ticker.desired_num_ticks = 4
+    plot.xaxis.formatter = DatetimeTickFormatter(seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M",
+                                                 hourmin="%H:%M", hours="%H:%M", context=None)
     return plot
 
 

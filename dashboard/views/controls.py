@@ -52,7 +52,7 @@ class LiveControls(Viewer):
         )
         self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
         self.holding.visible = bool(feed.holding_reason)
-        self.holding.object = (f'<span class="trace-holding">⏸ new rows wait while {html.escape(feed.holding_reason)}'
+        self.holding.object = (f'<span class="trace-holding">new rows wait while {html.escape(feed.holding_reason)}'
                                '</span>' if feed.holding_reason else "")
 
     def __panel__(self):

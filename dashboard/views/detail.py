@@ -75,4 +75,5 @@ class TraceDetail(Viewer):
         self.pane.object = render_trace(trace) if trace else EMPTY
 
     def __panel__(self):
-        return pn.Column("### Trace", self.pane, sizing_mode="stretch_width")
+        return pn.Column("### Trace", pn.Column(self.pane, max_height=560, scroll=True, sizing_mode="stretch_width"),
+                         sizing_mode="stretch_width")

@@ -1,4 +1,5 @@
-"""Tells Python whether the user has scrolled the trace table away from its top, and scrolls it back.
+"""Tells Python whether the user is busy with the trace table (scrolled down, or pointing at rows),
+and scrolls it back to the top.
 
 Panel's Tabulator reports its page and selection but not its scroll offset, and arrivals must not
 move rows under a user who scrolled. This invisible component finds the table's scroll area (inside
@@ -19,6 +20,7 @@ from panel.custom import JSComponent
 
 class ScrollSensor(JSComponent):
     scrolled = param.Boolean(default=False, doc="The table is scrolled down past ``threshold`` pixels.")
+    pointer_over = param.Boolean(default=False, doc="The pointer is over the rows (a click may be coming).")
     threshold = param.Integer(default=24)
     top_requests = param.Integer(default=0, doc="Incremented to scroll the table back to its top.")
 
@@ -35,7 +37,7 @@ class ScrollSensor(JSComponent):
     }
 
     export function render({ model }) {
-      let holder = null, backTimer = null, lastTop = 0, awaySince = 0, upAt = 0
+      let holder = null, backTimer = null, leaveTimer = null, lastTop = 0, awaySince = 0, upAt = 0
       const setAway = (away) => {
         if (away === model.scrolled) return
         if (away) awaySince = performance.now()
@@ -66,6 +68,13 @@ class ScrollSensor(JSComponent):
         holder.addEventListener('scroll', onScroll, { passive: true })
         for (const type of ['wheel', 'keydown', 'pointerdown', 'touchmove'])
           holder.addEventListener(type, onGesture, { passive: true })
+        // Rows must not move between aiming and clicking: hold while the pointer is on them,
+        // release a moment after it leaves.
+        holder.addEventListener('pointerenter', () => { clearTimeout(leaveTimer); if (!model.pointer_over) model.pointer_over = true })
+        holder.addEventListener('pointerleave', () => {
+          clearTimeout(leaveTimer)
+          leaveTimer = setTimeout(() => { if (model.pointer_over) model.pointer_over = false }, 300)
+        })
         onScroll()
       }
       attach()

@@ -2,7 +2,7 @@
 
 The feed keeps its frame newest first, so the table needs no sorting of its own. Paginated on the
 server: each batch sends the visible page (50 rows), never the whole frame. While the user is busy
-(a row selected, scrolled down, another page, or sorted by a column) the table is left alone, so
+(a row selected, the pointer on the rows, scrolled down, another page, or sorted by a column) the table is left alone, so
 nothing moves under them; it catches up, in one message, when they come back or click the badge.
 """
 
@@ -22,7 +22,7 @@ PAGE_SIZE = 50
 TABLE_CSS = """
 .tabulator-row:has([data-flag="new"]) { background-color: #fffbeb !important; box-shadow: inset 4px 0 0 #f59e0b; }
 .tabulator-row:has([data-flag="changed"]) { background-color: #dbeafe !important; box-shadow: inset 4px 0 0 #3b82f6; }
-.tabulator-row.tabulator-selected { background-color: #c7d2fe !important; }
+.tabulator-row.tabulator-selected { background-color: #e0e7ff !important; outline: 2px solid #4f46e5; outline-offset: -2px; }
 .status-pill { border-radius: 9px; padding: 1px 8px; font-size: 12px; font-weight: 600; }
 .status-pending { color: #374151; background: #e5e7eb; }
 .status-running { color: #1d4ed8; background: #dbeafe; }
@@ -65,7 +65,7 @@ class TraceTable(Viewer):
         feed.param.watch(self._on_feed_selection, "selected_id")
         self.table.param.watch(self._on_selection, "selection")
         self.table.param.watch(self._on_viewport, ["page", "sorters"])
-        self.sensor.param.watch(self._on_viewport, "scrolled")
+        self.sensor.param.watch(self._on_viewport, ["scrolled", "pointer_over"])
 
     def _show(self, *_: object) -> None:
         """Send the current page of the feed's frame, unless the user is busy with the table."""
@@ -90,7 +90,9 @@ class TraceTable(Viewer):
             self.table.selection = []
 
     def _on_viewport(self, *_: object) -> None:
-        self.feed.at_top = self.table.page == 1 and not self.sensor.scrolled and not self.table.sorters
+        sensor = self.sensor
+        self.feed.at_top = (self.table.page == 1 and not self.table.sorters
+                            and not sensor.scrolled and not sensor.pointer_over)
 
     def show_newest(self) -> None:
         """What the badge does: drop the selection and any sorting, go to the top, show what arrived."""

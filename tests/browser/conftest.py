@@ -108,10 +108,11 @@ def stack(tmp_path) -> Iterator:
     """Start an API process and a dashboard for a user: ``api, panel = stack(user="alice")``."""
     started: list = []
 
-    def start(user: str = "alice", api_env: dict[str, str] | None = None, panel_env: dict[str, str] | None = None):
+    def start(user: str = "alice", api_env: dict[str, str] | None = None, panel_env: dict[str, str] | None = None,
+              panel_token: bool = True):
         api = ApiProcess(tmp_path, env=api_env).start()
         started.append(api)
-        panel = PanelProcess(tmp_path, api.url, api.token(user), panel_env)
+        panel = PanelProcess(tmp_path, api.url, api.token(user) if panel_token else None, panel_env)
         started.append(panel)
         return api, panel.start()
 

@@ -68,6 +68,7 @@ def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp
     api.kill()
     expect(page.locator(".trace-status[data-status='reconnecting']")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_text("connection lost:").first).to_be_visible()
+    expect(page.locator(".notyf__toast", has_text="connection lost")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_role("button", name="Retry now")).to_be_visible()
     shot(page, "disconnected")
     restarted = ApiProcess(tmp_path, port=api.port).start()
@@ -77,6 +78,7 @@ def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp
         expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
         expect(row(page, "while-you-were-away")).to_be_visible(timeout=TIMEOUT)
         expect(page.get_by_role("button", name="Retry now")).to_be_hidden()
+        expect(page.locator(".notyf__toast", has_text="connection restored")).to_be_visible(timeout=TIMEOUT)
     finally:
         restarted.stop()
 
@@ -142,3 +144,16 @@ def test_selecting_a_row_shows_the_whole_trace(stack, page):
     expect(detail).to_contain_text("/support")
     expect(page.locator(".trace-holding")).to_contain_text("a row is selected")
     shot(page, "detail")
+
+
+def test_without_a_configured_token_the_page_asks_for_one(stack, page):
+    api, panel = stack(panel_token=False)
+    page.goto(panel.app_url)
+    prompt = page.get_by_placeholder("paste a JWT")
+    expect(prompt).to_be_visible(timeout=TIMEOUT)
+    token = api.token("alice")
+    prompt.fill(token)
+    page.get_by_role("button", name="Connect").click()
+    expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
+    expect(prompt).to_be_hidden()
+    assert token not in page.url and token not in panel.log() and token not in api.log()
