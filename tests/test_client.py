@@ -33,6 +33,8 @@ from dashboard.client import (
     fetch_snapshot,
 )
 
+from .support import wait_until
+
 API = "http://api.test"
 FAST = {"initial_backoff": 0.05, "max_backoff": 0.5}
 
@@ -591,9 +593,7 @@ async def test_aclose_ends_the_servers_stream(api) -> None:
         await stream.aclose()
         await reader.finish()
     assert stream._client.is_closed
-    async with asyncio.timeout(3):  # the server notices the closed connection
-        while api.services.hub.open_streams:
-            await asyncio.sleep(0.01)
+    await wait_until(lambda: api.services.hub.open_streams == 0, timeout=3)  # the server notices
 
 
 async def test_survives_sigkill_and_restart(api_process, opened) -> None:
