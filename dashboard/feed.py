@@ -188,9 +188,9 @@ class TraceFeed(param.Parameterized):
 
     async def stop(self) -> None:
         """Stop both tasks and close the stream; the frame stays as it is."""
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
+        tasks = self._tasks
+        self.cancel()
+        self._tasks = []
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._stream = None
