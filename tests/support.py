@@ -46,6 +46,15 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
             await asyncio.sleep(0.01)
 
 
+def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Wait for another process's state (a port answering, a count), which has no event to wait on."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.05)
+
+
 class ThreadedApi:
     """The real app under real uvicorn on 127.0.0.1, in a thread with its own event loop.
 
