@@ -52,13 +52,13 @@ Notifier = Callable[[str, str], None]  # (level: "info" | "success" | "warning" 
 class TableChanges:
     """One batch for the table: rows to stream in, cells to patch, or a whole new frame (``reset``)."""
 
-    appended: pd.DataFrame = field(default_factory=empty_frame)
+    appended: pd.DataFrame | None = None  # None rather than an empty frame: building one costs milliseconds
     patches: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     reset: bool = False
 
     @property
     def empty(self) -> bool:
-        return not self.reset and self.appended.empty and not self.patches
+        return not self.reset and self.appended is None and not self.patches
 
 
 def _parse_time(value: Any) -> float | None:
@@ -73,6 +73,12 @@ def _parse_time(value: Any) -> float | None:
 def _short(text: str, limit: int = 120) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _same(current: Any, value: Any) -> bool:
+    if isinstance(value, float) and math.isnan(value):
+        return bool(pd.isna(current))
+    return current == value
 
 
 def describe_call(trace: dict[str, Any]) -> str:
@@ -514,17 +520,20 @@ class TraceFeed(param.Parameterized):
         return TableChanges(appended=appended.iloc[-self.max_rows:])
 
     def _patch_rows(self, rows: dict[int, dict[str, Any]]) -> TableChanges:
-        patches: dict[str, list[tuple[int, Any]]] = {}
+        """Change these rows' cells in place; the patch lists only the cells whose value changed."""
         frame = self.frame
+        rows = {label: row for label, row in rows.items() if label in frame.index}
+        if not rows:
+            return TableChanges()
+        columns = list(dict.fromkeys(column for row in rows.values() for column in row))
+        current = frame.loc[list(rows), columns].to_dict("index")  # one read, not one per cell
+        patches: dict[str, list[tuple[int, Any]]] = {}
         for label, row in rows.items():
-            if label not in frame.index:
-                continue
             for column, value in row.items():
-                current = frame.at[label, column]
-                if current == value or (isinstance(value, float) and math.isnan(value) and pd.isna(current)):
-                    continue
-                frame.at[label, column] = value
-                patches.setdefault(column, []).append((label, value))
+                if not _same(current[label][column], value):
+                    patches.setdefault(column, []).append((label, value))
+        for column, cells in patches.items():  # one write per column
+            frame.loc[[label for label, _ in cells], column] = [value for _, value in cells]
         return TableChanges(patches=patches)
 
     def _flag(self, label: int, now: float) -> str:
@@ -555,7 +564,10 @@ class TraceFeed(param.Parameterized):
             return second
         if first.reset or second.reset:
             return TableChanges(reset=True)
-        appended = pd.concat([first.appended, second.appended]) if not first.appended.empty else second.appended
+        if first.appended is None or second.appended is None:
+            appended = first.appended if second.appended is None else second.appended
+        else:
+            appended = pd.concat([first.appended, second.appended])
         patches = {column: list(values) for column, values in first.patches.items()}
         for column, values in second.patches.items():
             patches.setdefault(column, []).extend(values)
@@ -563,7 +575,7 @@ class TraceFeed(param.Parameterized):
         for column, values in list(patches.items()):
             kept = []
             for label, value in values:
-                if label in appended.index:
+                if appended is not None and label in appended.index:
                     appended.at[label, column] = value
                 else:
                     kept.append((label, value))

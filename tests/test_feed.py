@@ -70,7 +70,7 @@ def test_an_update_changes_the_row_in_place_and_flashes_it():
     f.arrive(trace("a", status="success", latency_ms=812.0), update=True)
     changes = f.flush(T0 + 1)
     assert f.ids() == ["a"]  # no second row
-    assert changes.appended.empty
+    assert changes.appended is None  # no new row
     assert dict(changes.patches)["status"] == [(0, "success")]
     assert f.flags() == {"a": Flag.CHANGED}
     f.flush(T0 + 3)  # the flash ends; the row is still new
