@@ -2,9 +2,14 @@
 
 Run from the repository root:
 
-    .venv/bin/python bench/dashboard_bench.py                  # the full run, about 8 minutes
-    .venv/bin/python bench/dashboard_bench.py --quick          # shorter runs, about 2.5 minutes
-    .venv/bin/python bench/dashboard_bench.py --wait-quiet 30  # on a shared machine: wait for quiet before each timing
+    .venv/bin/python bench/dashboard_bench.py                  # the full run, 12-17 minutes on 2 cores
+    .venv/bin/python bench/dashboard_bench.py --quick          # shorter runs, about 3.5 minutes
+    .venv/bin/python bench/dashboard_bench.py --wait-quiet 60  # on a shared machine: wait for quiet before each timing
+    .venv/bin/python bench/dashboard_bench.py --sessions 20    # fewer pages per session round (default 50)
+
+Why so long: the measured steps alone take 60 + 3 x 20 + 240 s, and on a 2-core box each dashboard page
+costs about 1.5 CPU-seconds in the panel server and 4-5 in Chromium, so the 2 x 50 pages of step 4
+take about 8 minutes; the quick run's 60 s memory step and 2 x 5 pages likewise keep it above 90 s.
 
 It starts ``python -m dashboard api`` (a fresh SQLite file in a temporary directory, a bench-only
 secret, a per-user stream limit high enough for the session test) and ``panel serve dashboard/app.py``
@@ -16,7 +21,8 @@ loopback, and measures:
    appears in the DOM (``performance.timeOrigin + performance.now()``, compared with the writer's
    ``time.time()`` taken just before its POST: one wall clock, same machine, offset checked). p50/p95/max
    lag, the share of names ever seen, lag in the first vs the last third, websocket bytes/s to the page;
-2. sustained rate: the same, shorter, at 200 and 400 events/s (batches of 10 traces per POST), and the
+2. sustained rate: the same, shorter, at 200, 400 and 800 events/s (200 and 400 with --quick; batches of
+   10 traces per POST), and the
    highest rate the dashboard kept up with (lag did not grow: last-third p50 ≤ 2× first-third p50, and
    the seen share did not drop below what the page can show);
 3. memory: panel server RSS every 5 s while ``python -m dashboard demo --rate 10 --users 1`` sends
@@ -26,8 +32,9 @@ loopback, and measures:
    until the API's ``traces_open_streams`` is back to 0, and the panel server RSS before, after 50 and
    after another 50.
 
-The users of steps 1–3 start with as many traces as the row cap (5000 by default), so the dashboard's
-frame is full from the start: lag and memory are measured in the steady state, not while the frame fills.
+The users of steps 1–3 start with as many traces as the row cap (5000 by default; for step 3 finished
+calls drawn by the demo's own traffic model), so the dashboard's frame is full from the start: lag and
+memory are measured in the steady state, not while the frame fills.
 
 Every timed step records the CPU used by the panel server and the API (``/proc/<pid>/stat``) and how
 much CPU processes outside this benchmark's process tree used meanwhile (``/proc/stat``), flagged
@@ -46,7 +53,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import re
 import shutil
 import signal
 import socket
@@ -445,6 +451,27 @@ async def prefill(api: Server, token: str, count: int, label: str) -> None:
                 raise RuntimeError(f"prefill: POST answered {response.status_code}: {response.text[:200]}")
 
 
+async def prefill_demo_like(api: Server, token: str, count: int) -> None:
+    """``count`` finished calls drawn by the demo's own traffic model (same fields and text sizes as
+    ``python -m dashboard demo`` sends), so the memory step's frame is full of demo-like traces from the start
+    and new arrivals replace rows of the same kind."""
+    from dashboard.demo import TrafficModel
+
+    traffic = TrafficModel(["demo"], seed=7)
+    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    async with httpx.AsyncClient(timeout=60) as client:
+        for start in range(0, count, 1000):
+            traces = []
+            for i in range(start, min(count, start + 1000)):
+                plan = traffic.next_call()
+                started = now + dt.timedelta(seconds=i * 0.1)
+                traces.append({**plan.start_body(started), **plan.final_body(started, plan.latency_s)})
+            response = await client.post(api.url + "/api/traces", content=json.dumps({"traces": traces}), headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"prefill: POST answered {response.status_code}: {response.text[:200]}")
+
+
 async def write_steady(api: Server, token: str, rate: int, seconds: float, batch: int) -> dict[str, Any]:
     """POST ``rate`` traces/s for ``seconds`` (``batch`` per POST) on a fixed monotonic schedule; each POST is
     its own task, so a slow answer does not delay the next one. Returns each name's wall time (ms) just
@@ -615,6 +642,7 @@ async def lag_run(cfg: Config, rate: int, seconds: float, api: Server, panel: Se
     prefix = f"bench-r{rate}-"
     waited = await wait_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0
     rss0 = panel.rss_kb()
+    metrics0 = await api_metrics(api, token)
     load = Load()
     cpu = CpuMeter([panel, api])
     began = time.monotonic()
@@ -634,6 +662,11 @@ async def lag_run(cfg: Config, rate: int, seconds: float, api: Server, panel: Se
             break
         await asyncio.sleep(0.25)
     collected = await page.evaluate(COLLECT_JS, prefix)
+    metrics1 = await api_metrics(api, token)
+
+    def delta(name: str) -> int:
+        return int(metrics1.get(name, 0.0) - metrics0.get(name, 0.0))
+
     posted = written["posted_ms"]
     seen = {name: at for name, at in collected["seen"] if name in posted}
     lags = [(posted[name], at - posted[name]) for name, at in seen.items()]
@@ -686,6 +719,10 @@ async def lag_run(cfg: Config, rate: int, seconds: float, api: Server, panel: Se
         "seen_fraction": r(seen_fraction, 4),
         "seen_fraction_by_third": [seen_share(k) for k in range(3)],
         "rendered_rows_count": rendered,
+        "api_events_sent_count": delta("traces_events_sent_total"),
+        "api_slow_clients_dropped_count": delta("traces_slow_clients_dropped_total"),
+        "api_replays_count": delta("traces_replays_total"),
+        "api_resets_count": delta("traces_resets_total"),
         "dom_updates_count": len(update_times),
         "dom_update_interval_p50_ms": r(pct(gaps, 50), 0),
         "dom_update_interval_p95_ms": r(pct(gaps, 95), 0),
@@ -1033,6 +1070,7 @@ def markdown(results: dict[str, Any]) -> str:
             f"{fmt(x['api_cpu_percent_of_one_core'])}%; {fmt(x['browser_cpu_percent_of_one_core'])}%; "
             f"{fmt(x['bench_process_cpu_percent_of_one_core'], '% of a core')}")),
         ("panel server RSS start → end", lambda x: f"{x['panel_rss_start_kb'] / 1024:.1f} → {x['panel_rss_end_kb'] / 1024:.1f} MB"),
+        ("API: stream dropped as too slow / resumed / reset", lambda x: f"{x['api_slow_clients_dropped_count']} / {x['api_replays_count']} / {x['api_resets_count']}"),
         ("noise: CPU used by other processes", noise_text),
         ("kept up", lambda x: ("yes" if x["kept_up"] else "**no**" + (" (lag grew)" if x["lag_grew"] else "")
                                 + (" (seen share dropped)" if x["seen_dropped"] else ""))),
@@ -1053,7 +1091,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|",
         f"| traffic | `{mem['demo_command']}`: {mem['events_written_count']} events ({mem['events_written_by_kind_count']['insert']} inserts, "
         f"{mem['events_written_by_kind_count']['update']} updates), {fmt(mem['events_per_s'], '/s')} |",
-        f"| row cap in effect | {cfg['row_cap']} (the user starts with {cfg['row_cap']} traces, so the frame is full from the start) |",
+        f"| row cap in effect | {cfg['row_cap']} (the user starts with {cfg['row_cap']} finished calls drawn by the demo's own traffic "
+        "model, so the frame is full of demo-like rows from the start) |",
         f"| panel server RSS: first sample / at {fmt(mem['fit_after_s'])} s / last / max | "
         f"{mem['panel_rss_first_kb'] / 1024:.1f} / {fmt(mem['panel_rss_at_fit_start_kb'] and round(mem['panel_rss_at_fit_start_kb'] / 1024, 1))} / "
         f"{mem['panel_rss_last_kb'] / 1024:.1f} / {mem['panel_rss_max_kb'] / 1024:.1f} MB |",
@@ -1171,6 +1210,11 @@ def sustained_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
         text = f"{highest} events/s, the highest rate tried (at least that)"
     else:
         text = f"{highest} events/s (not at {first_failed}/s)"
+    failed_run = next((x for x in ordered if x["rate_per_s"] == first_failed), None)
+    if failed_run is not None and failed_run["machine_during_run"]["noisy"]:
+        text += (f"; but the {first_failed}/s run was noisy (other processes used "
+                 f"{failed_run['machine_during_run']['other_processes_percent_of_one_core']:.0f}% of a core), so the "
+                 "limit may be higher on a quiet machine")
     return {
         "highest_rate_kept_up_per_s": highest,
         "first_rate_not_kept_up_per_s": first_failed,
@@ -1297,7 +1341,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
         step(f"prefilling ({row_cap} traces for {users['lag']} and {users['memory']}, "
              f"{cfg.session_user_traces} for {users['sessions']}) and starting 3 panel servers")
         await prefill(api, tokens["lag"], row_cap, "lag")
-        await prefill(api, tokens["memory"], row_cap, "memory")
+        await prefill_demo_like(api, tokens["memory"], row_cap)
         await prefill(api, tokens["sessions"], cfg.session_user_traces, "sessions")
         for server in panels.values():
             server.launch()
@@ -1380,7 +1424,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Benchmark the Panel dashboard in Chromium.")
-    parser.add_argument("--quick", action="store_true", help="shorter runs (about 2.5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs (about 3.5 minutes)")
     parser.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (database, server logs)")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
                         help="on a shared machine: before each timed step, wait up to this long for other processes "
