@@ -49,17 +49,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -67,11 +62,12 @@ from typing import Any
 
 import httpx
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+# bench/ is first on sys.path when this file is run as a script
+from common import (HOST, NOISY_PERCENT, ROOT, UNITS, Load, Server, api_metrics, fmt, free_port, machine_info,
+                    noise_text, pct, proc_cpu_s, r, realistic_trace, run_and_write, server_env, spawn, tree_cpu_s,
+                    wait_line, wait_quiet)
+
 SECRET = "dashboard-bench-secret-not-for-production-0123456789abcdef"
-HOST = "127.0.0.1"
-NOISY_PERCENT = 25.0  # other processes using more than this share of one core make a measurement "noisy"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
@@ -119,27 +115,6 @@ QUICK = Config(mode="quick", sustained_rates=(200, 400), lag_seconds=15.0, susta
 # Small helpers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
-def pct(values: list[float], p: float) -> float | None:
-    """The p-th percentile, linear between the closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def r(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def slope_per_s(points: list[tuple[float, float]]) -> float | None:
     """Least-squares slope of y over x."""
     if len(points) < 2:
@@ -154,226 +129,12 @@ def slope_per_s(points: list[tuple[float, float]]) -> float | None:
 
 def trace_body(name: str, i: int) -> dict[str, Any]:
     """A trace of a realistic size, with a unique name the page can look for."""
-    return {
-        "name": name,
-        "model": ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet")[i % 3],
-        "provider": "openai",
-        "status": "success",
-        "latency_ms": 400.0 + (i * 37) % 900,
-        "input_tokens": 420,
-        "output_tokens": 128,
-        "cost_usd": 0.00041,
-        "input": "Summarise this support ticket in two sentences: the customer reports that exports "
-                 "time out after five minutes when the report has more than ten thousand rows.",
-        "output": "The customer's large exports (over 10k rows) time out after five minutes. They ask "
-                  "for a fix or a way to export in parts.",
-        "metadata": {"bench": "dashboard"},
-    }
+    return realistic_trace(name, ("gpt-4o-mini", "gpt-4o", "claude-3-5-sonnet")[i % 3], 400.0 + (i * 37) % 900,
+                           {"bench": "dashboard"})
 
 
 # ---------------------------------------------------------------------------------------------------
-# Processes we start, and only those, are killed on the way out
-
-
-_children: list[subprocess.Popen] = []
-
-
-def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
-    # A session of its own: Ctrl-C reaches only this process, which then stops its children in order.
-    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-    _children.append(proc)
-    return proc
-
-
-def kill_children() -> None:
-    for proc in _children:
-        if proc.poll() is None:
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
-    for proc in _children:
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-
-
-def proc_status_kb(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    return 0
-
-
-def proc_cpu_s(pid: int) -> float:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Server:
-    """A server subprocess on loopback, with its memory, CPU and file descriptors read from /proc."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int, ready_path: str) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.workdir = workdir
-        self.port = port
-        self.ready_path = ready_path
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def launch(self) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = spawn(self.argv, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-
-    async def wait_ready(self, timeout: float = 60.0) -> "Server":
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
-                try:
-                    if (await client.get(self.url + self.ready_path)).status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} did not answer {self.ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def log_problems(self) -> dict[str, Any]:
-        """Tracebacks and ERROR lines in the server's log: evidence of trouble the numbers may not show."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return {"tracebacks_count": 0, "task_exception_never_retrieved_count": 0, "websocket_closed_errors_count": 0, "failed_sending_closed_count": 0,
-                    "error_lines_count": 0, "sample": []}
-        lines = text.splitlines()
-        errors = [line for line in lines if " ERROR " in line or line.startswith("ERROR") or "Exception" in line]
-        return {"tracebacks_count": text.count("Traceback (most recent call last)"),
-                "task_exception_never_retrieved_count": text.count("Task exception was never retrieved"),
-                "websocket_closed_errors_count": text.count("exception=WebSocketClosedError()"),
-                "failed_sending_closed_count": text.count("Failed sending message as connection was closed"),
-                "error_lines_count": len(errors), "sample": errors[:5]}
-
-    def rss_kb(self) -> int:
-        return proc_status_kb(self.pid, "VmRSS")
-
-    def threads(self) -> int:
-        return proc_status_kb(self.pid, "Threads")
-
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.pid)
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    async def rss_median_kb(self, samples: int, every: float = 0.2) -> int:
-        values = []
-        for _ in range(samples):
-            values.append(self.rss_kb())
-            await asyncio.sleep(every)
-        return int(statistics.median(values))
-
-
-# ---------------------------------------------------------------------------------------------------
-# Noise: CPU used on the machine by processes outside this benchmark's process tree
-
-
-def machine_jiffies() -> dict[str, int]:
-    user, nice, system, idle, iowait, irq, softirq, steal = map(
-        int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
-    return {"busy": user + nice + system, "interrupts": irq + softirq, "iowait": iowait, "steal": steal}
-
-
-def tree_cpu_s(root: int | None = None) -> float:
-    """CPU seconds of this process and every descendant (servers, demo, Playwright's driver, Chromium),
-    children already reaped included (cutime/cstime), so processes that come and go are not lost."""
-    root = os.getpid() if root is None else root
-    children: dict[int, list[int]] = {}
-    cpu: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        pid = int(entry)
-        children.setdefault(int(fields[1]), []).append(pid)
-        cpu[pid] = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
-    total, todo = 0, [root]
-    while todo:
-        pid = todo.pop()
-        total += cpu.get(pid, 0)
-        todo.extend(children.get(pid, []))
-    return total / os.sysconf("SC_CLK_TCK")
-
-
-class Load:
-    """What else the machine did during a measurement: CPU used by processes that are not ours."""
-
-    def __init__(self) -> None:
-        self.began = time.monotonic()
-        self.jiffies = machine_jiffies()
-        self.ours = tree_cpu_s()
-
-    def end(self) -> dict[str, Any]:
-        wall = max(time.monotonic() - self.began, 1e-9)
-        tick = os.sysconf("SC_CLK_TCK")
-        now = machine_jiffies()
-        ours = tree_cpu_s() - self.ours
-        busy = (now["busy"] - self.jiffies["busy"]) / tick
-        others = max(0.0, 100 * (busy - ours) / wall)
-        return {
-            "noisy": others > NOISY_PERCENT,
-            "wall_s": r(wall, 2),
-            "machine_busy_percent_of_one_core": r(100 * busy / wall, 0),
-            "bench_tree_percent_of_one_core": r(100 * ours / wall, 0),
-            "other_processes_percent_of_one_core": r(others, 0),
-            "interrupts_percent_of_one_core": r(100 * (now["interrupts"] - self.jiffies["interrupts"]) / tick / wall, 0),
-            "iowait_percent_of_one_core": r(100 * (now["iowait"] - self.jiffies["iowait"]) / tick / wall, 0),
-            "steal_percent_of_one_core": r(100 * (now["steal"] - self.jiffies["steal"]) / tick / wall, 0),
-        }
-
-
-async def wait_quiet(max_s: float, windows: int = 2, window_s: float = 1.0) -> float:
-    """Wait (at most ``max_s``) until other processes used under NOISY_PERCENT of a core for ``windows``
-    windows in a row; the seconds waited."""
-    began = time.monotonic()
-    quiet = 0
-    while quiet < windows and time.monotonic() - began < max_s:
-        load = Load()
-        await asyncio.sleep(window_s)
-        quiet = quiet + 1 if not load.end()["noisy"] else 0
-    return round(time.monotonic() - began, 1)
+# CPU: the servers', and the rest of this benchmark's process tree (the noise meter is common.Load)
 
 
 async def wait_idle(server: Server, max_s: float, below_percent: float = 15.0) -> float:
@@ -419,21 +180,6 @@ def cli_token(env: dict[str, str], user: str, ttl: int = 7200) -> str:
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"token command failed: {done.stderr[-500:]}")
     return done.stdout.strip()
-
-
-async def api_metrics(api: Server, token: str) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.get(api.url + "/metrics", headers={"Authorization": f"Bearer {token}"})
-        response.raise_for_status()
-    values: dict[str, float] = {}
-    for line in response.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                pass
-    return values
 
 
 async def open_streams(api: Server, token: str) -> int:
@@ -966,61 +712,6 @@ async def sessions_run(cfg: Config, browser: Any, api: Server, panel: Server, me
 # Report
 
 
-def machine_info(browser_version: str | None) -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    versions = {}
-    for package in ("panel", "bokeh", "tornado", "pandas", "httpx", "httpx-sse", "fastapi", "uvicorn", "playwright"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        commit = None
-    return {
-        "cores_count": os.cpu_count(),
-        "cores_usable_count": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory_total_mb": mem_kb // 1024,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "chromium": browser_version,
-        "packages": versions,
-        "git_commit": commit,
-    }
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
-        value = int(value)
-    text = f"{value:,.0f}" if isinstance(value, (int, float)) and abs(value) >= 10_000 else f"{value}"
-    return f"{text}{unit}" if unit.startswith("%") else f"{text} {unit}".strip()
-
-
-def noise_text(run: dict[str, Any]) -> str:
-    machine = run["machine_during_run"]
-    return f"{fmt(machine['other_processes_percent_of_one_core'])}% of a core" + (" **(noisy)**" if machine["noisy"] else "")
-
-
 def markdown(results: dict[str, Any]) -> str:
     m = results["machine"]
     cfg = results["config"]
@@ -1177,22 +868,17 @@ def markdown(results: dict[str, Any]) -> str:
         "minus the CPU of this benchmark's whole process tree (servers, demo, Playwright's driver, Chromium), flagged "
         f"noisy above {NOISY_PERCENT:.0f}% of a core. Before the run, other processes used "
         f"{fmt(results['machine_before_run']['other_processes_percent_of_one_core'])}% of a core.",
-        wait_line(results),
+        wait_line(results["config"]["wait_quiet_s"], quiet_waits(results), "step"),
         "- Raw numbers, with units in their names (and the memory samples): `bench/dashboard_results.json`.",
         "",
     ]
     return "\n".join(out)
 
 
-def wait_line(results: dict[str, Any]) -> str:
-    limit = results["config"]["wait_quiet_s"]
-    if not limit:
-        return "- Timed steps started one after another, without waiting for the machine to be quiet."
+def quiet_waits(results: dict[str, Any]) -> list[float]:
+    """The seconds waited for a quiet machine before each timed step, in the order they ran."""
     waits = [run["waited_for_quiet_s"] for run in results["lag"].values()]
-    waits += [results["memory"]["waited_for_quiet_s"], results["sessions"]["waited_for_quiet_s"]]
-    return (f"- `--wait-quiet {limit:g}`: before each timed step the bench waited (at most {limit:g} s) until other "
-            f"processes used under {NOISY_PERCENT:.0f}% of a core for 2 s in a row; it waited "
-            f"{', '.join(f'{w:g}' for w in waits)} s.")
+    return waits + [results["memory"]["waited_for_quiet_s"], results["sessions"]["waited_for_quiet_s"]]
 
 
 def sustained_summary(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -1297,12 +983,10 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
     def step(text: str) -> None:
         print(f"[{time.monotonic() - began:6.1f} s] {text}", flush=True)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACES_", "SUPABASE_"))}
-    env.update({
+    env = server_env({
         "TRACES_JWT_SECRET": SECRET,
         "TRACES_DB_URL": f"sqlite:///{workdir / 'traces.db'}",
         "TRACES_MAX_STREAMS_PER_USER": str(cfg.max_streams_per_user),
-        "PYTHONUNBUFFERED": "1",
     })
     row_cap = Settings.from_env(env).dashboard_rows
     api_port = free_port()
@@ -1326,7 +1010,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "config": {**{k: v for k, v in asdict(cfg).items()}, "row_cap": row_cap, "wait_quiet_s": wait_quiet_s,
                    "noisy_above_percent_of_one_core": NOISY_PERCENT, "users": users},
-        "units": "every number's unit is the end of its name: _ms, _s, _kb, _mb, _per_s, _count, _percent_of_one_core",
+        "units": UNITS,
     }
     panels: dict[str, Server] = {}
     try:
@@ -1359,7 +1043,8 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
 
         async with async_playwright() as playwright:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            results["machine"] = machine_info(browser.version)
+            results["machine"] = machine_info(("panel", "bokeh", "tornado", "pandas", "httpx", "httpx-sse", "fastapi",
+                                                "uvicorn", "playwright"), {"chromium": browser.version})
 
             # 1 and 2: one page on the lag user's dashboard, observed.
             step("lag: opening the page")
@@ -1441,30 +1126,9 @@ def main() -> int:
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found", file=sys.stderr)
         return 2
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    workdir = Path(tempfile.mkdtemp(prefix="dashboard-bench-"))
-    try:
-        results = asyncio.run(run(cfg, workdir, command, args.wait_quiet))
-    except KeyboardInterrupt:
-        print("interrupted; subprocesses stopped", file=sys.stderr)
-        return 130
-    finally:
-        kill_children()
-        if args.keep_tmp:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    (BENCH / "dashboard_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (BENCH / "DASHBOARD.md").write_text(table)
-    print()
-    print(table)
-    return 0
+    return run_and_write(lambda workdir: run(cfg, workdir, command, args.wait_quiet), tmp_prefix="dashboard-bench-",
+                         keep_tmp=args.keep_tmp, json_name="dashboard_results.json", markdown_name="DASHBOARD.md",
+                         markdown=markdown)
 
 
 if __name__ == "__main__":

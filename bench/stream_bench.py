@@ -35,18 +35,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import importlib.metadata
 import json
-import os
-import platform
 import resource
-import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,13 +50,16 @@ import httpx
 import jwt
 from httpx_sse import aconnect_sse
 
-BENCH = Path(__file__).resolve().parent
-ROOT = BENCH.parent
+# bench/ is first on sys.path when this file is run as a script
+from common import (BENCH, HOST, NOISY_PERCENT, UNITS, Load, Server, api_metrics, fmt, free_port, kill_children,
+                    machine_info, noise_text, pct, r, realistic_trace, run_and_write, server_env, spawn, wait_line,
+                    wait_quiet)
+
 SECRET = "stream-bench-secret-not-for-production-0123456789abcdef"
 STREAM_PATH = "/api/analytics/traces/stream"
 NAIVE_STREAM_PATH = "/stream"
-HOST = "127.0.0.1"
-NOISY_PERCENT = 25.0  # other processes using more than this share of one core make a measurement "noisy"
+# The timings this benchmark's servers were measured with (see common.Server).
+SERVER_TIMINGS: dict[str, Any] = {"poll_s": 0.05, "stop_grace_s": 5.0, "rss_every_s": 0.1, "rss_required": True}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -99,12 +95,6 @@ QUICK = Config(mode="quick", fanout_traces=1000, fanout_timeout_s=20.0, latency_
 # Small helpers
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def token_for(user: str, ttl: int = 3600) -> str:
     """A token as the contract describes it (HS256, sub, aud=authenticated, exp), signed with the bench secret."""
     now = int(time.time())
@@ -116,21 +106,6 @@ def bearer(user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token_for(user)}"}
 
 
-def pct(values: list[float], p: float) -> float | None:
-    """The p-th percentile, linear between the closest ranks."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-def r(value: float | None, digits: int = 1) -> float | None:
-    return None if value is None else round(value, digits)
-
-
 def self_cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -138,54 +113,11 @@ def self_cpu_s() -> float:
 
 def sample_trace(i: int, metadata: dict[str, Any]) -> dict[str, Any]:
     """A trace of a realistic size (about 0.7 KB stored), the same for every measurement."""
-    return {
-        "name": f"chat-completion-{i % 7}",
-        "model": "gpt-4o-mini",
-        "provider": "openai",
-        "status": "success",
-        "latency_ms": 812.5,
-        "input_tokens": 420,
-        "output_tokens": 128,
-        "cost_usd": 0.00041,
-        "input": "Summarise this support ticket in two sentences: the customer reports that exports "
-                 "time out after five minutes when the report has more than ten thousand rows.",
-        "output": "The customer's large exports (over 10k rows) time out after five minutes. They ask "
-                  "for a fix or a way to export in parts.",
-        "metadata": metadata,
-    }
+    return realistic_trace(f"chat-completion-{i % 7}", "gpt-4o-mini", 812.5, metadata)
 
 
 # ---------------------------------------------------------------------------------------------------
-# Processes we start, and only those, are killed on the way out
-
-
-_children: list[subprocess.Popen] = []
-
-
-def spawn(argv: list[str], **kwargs: Any) -> subprocess.Popen:
-    # A session of its own: Ctrl-C reaches only this process, which then stops its children in order.
-    proc = subprocess.Popen(argv, start_new_session=True, **kwargs)
-    _children.append(proc)
-    return proc
-
-
-def kill_children(keep: tuple[subprocess.Popen | None, ...] = ()) -> None:
-    """SIGKILL every child we started that is still running, but those in ``keep``."""
-    for proc in _children:
-        if proc in keep:
-            continue
-        if proc.poll() is None:
-            try:
-                proc.kill()
-            except ProcessLookupError:
-                pass
-    for proc in _children:
-        if proc in keep:
-            continue
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+# Child processes (killed on the way out by common.kill_children), and the noise meter with our servers
 
 
 async def read_line(proc: subprocess.Popen, timeout: float) -> str:
@@ -198,94 +130,6 @@ async def read_line(proc: subprocess.Popen, timeout: float) -> str:
     if not line:
         raise RuntimeError(f"child {proc.pid} exited (code {proc.wait(timeout=5)}) before answering")
     return line.decode().strip()
-
-
-class Server:
-    """A server subprocess on loopback, with its memory, CPU and file descriptors read from /proc."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], workdir: Path, port: int) -> None:
-        self.name = name
-        self.argv = argv
-        self.env = env
-        self.workdir = workdir
-        self.port = port
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://{HOST}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    async def start(self, timeout: float = 30.0) -> "Server":
-        with open(self.log_path, "ab") as log:
-            self.proc = spawn(self.argv, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        async with httpx.AsyncClient(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
-                try:
-                    if (await client.get(self.url + "/healthz")).status_code == 200:
-                        return self
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.05)
-        raise RuntimeError(f"{self.name} did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}")
-
-    def stop(self, grace: float = 5.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        raise RuntimeError("no VmRSS")
-
-    def threads(self) -> int:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("Threads:"):
-                return int(line.split()[1])
-        return 0
-
-    def cpu_s(self) -> float:
-        """User + system CPU seconds of the server process (all its threads) so far."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def fds(self) -> int:
-        return len(os.listdir(f"/proc/{self.pid}/fd"))
-
-    async def rss_median_kb(self, samples: int, every: float = 0.1) -> int:
-        values = []
-        for _ in range(samples):
-            values.append(self.rss_kb())
-            await asyncio.sleep(every)
-        return int(statistics.median(values))
-
-
-def machine_jiffies() -> dict[str, int]:
-    """Machine-wide CPU time so far from /proc/stat, in clock ticks: busy in processes (user+nice+system),
-    interrupts (irq+softirq, where the kernel does much of the loopback networking), iowait, steal."""
-    user, nice, system, idle, iowait, irq, softirq, steal = map(int, Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9])
-    return {"busy": user + nice + system, "interrupts": irq + softirq, "iowait": iowait, "steal": steal}
 
 
 def runqueue_waits_ns(pid: int) -> dict[str, int]:
@@ -304,65 +148,23 @@ def runqueue_wait_delta_s(before: dict[str, int], after: dict[str, int]) -> floa
     return sum(wait - before.get(tid, 0) for tid, wait in after.items()) / 1e9
 
 
-async def wait_quiet(servers: list["Server"], max_s: float, windows: int = 2, window_s: float = 1.0) -> float:
-    """Wait (at most ``max_s``) until other processes used under NOISY_PERCENT of a core for ``windows``
-    windows in a row; the seconds waited. Only with --wait-quiet: a shared machine's noise is not the code's."""
-    began = time.monotonic()
-    quiet = 0
-    while quiet < windows and time.monotonic() - began < max_s:
-        load = Load(servers)
-        await asyncio.sleep(window_s)
-        quiet = quiet + 1 if not load.end()["noisy"] else 0
-    return round(time.monotonic() - began, 1)
+class ServersLoad(Load):
+    """The noise meter with our servers and this process as "ours" (reader processes add theirs at ``end``),
+    plus how long each server's threads waited for a CPU. On a shared 2-core box this is the noise indicator."""
 
-
-class Load:
-    """What else the machine did during a measurement: CPU used by processes that are not ours, iowait,
-    steal, and how long our API waited for a CPU. On a shared 2-core box this is the noise indicator."""
-
-    def __init__(self, servers: list["Server"]) -> None:
+    def __init__(self, servers: list[Server]) -> None:
         self.servers = servers
-        self.began = time.monotonic()
-        self.jiffies = machine_jiffies()
-        self.ours = sum(server.cpu_s() for server in servers) + self_cpu_s()
+        super().__init__(lambda: sum(server.cpu_s() for server in servers) + self_cpu_s(),
+                         "bench_processes_percent_of_one_core")
         self.waits = {server.name: runqueue_waits_ns(server.pid) for server in servers}
 
-    def end(self, children_cpu_s: float = 0.0) -> dict[str, Any]:
-        wall = max(time.monotonic() - self.began, 1e-9)
-        tick = os.sysconf("SC_CLK_TCK")
-        now = machine_jiffies()
-        ours = sum(server.cpu_s() for server in self.servers) + self_cpu_s() - self.ours + children_cpu_s
-        busy = (now["busy"] - self.jiffies["busy"]) / tick
-        others = max(0.0, 100 * (busy - ours) / wall)
+    def extra(self, wall: float) -> dict[str, Any]:
         return {
-            "noisy": others > NOISY_PERCENT,
-            "wall_s": r(wall, 2),
-            "machine_busy_percent_of_one_core": r(100 * busy / wall, 0),
-            "bench_processes_percent_of_one_core": r(100 * ours / wall, 0),
-            "other_processes_percent_of_one_core": r(others, 0),
-            "interrupts_percent_of_one_core": r(100 * (now["interrupts"] - self.jiffies["interrupts"]) / tick / wall, 0),
-            "iowait_percent_of_one_core": r(100 * (now["iowait"] - self.jiffies["iowait"]) / tick / wall, 0),
-            "steal_percent_of_one_core": r(100 * (now["steal"] - self.jiffies["steal"]) / tick / wall, 0),
             "runqueue_wait_ms_per_s": {
                 server.name: r(1000 * runqueue_wait_delta_s(self.waits[server.name], runqueue_waits_ns(server.pid)) / wall, 1)
                 for server in self.servers
             },
         }
-
-
-async def api_metrics(api: Server) -> dict[str, float]:
-    async with httpx.AsyncClient(timeout=10) as client:
-        response = await client.get(api.url + "/metrics", headers=bearer("bench-metrics"))
-        response.raise_for_status()
-    values: dict[str, float] = {}
-    for line in response.text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            try:
-                values[name] = float(value)
-            except ValueError:
-                pass
-    return values
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -609,16 +411,16 @@ async def fanout_in_process(cfg: Config, api: Server, user: str, servers: list[S
     payloads = fanout_payloads(cfg.fanout_traces, cfg.fanout_batch)
     readers = Readers(api.url + STREAM_PATH, bearer(user), cfg.fanout_streams, cfg.fanout_traces, "subscribed")
     await readers.wait_ready()
-    before = await api_metrics(api)
+    before = await api_metrics(api, token_for("bench-metrics"))
     server0, self0 = api.cpu_s(), self_cpu_s()
-    load = Load(servers)
+    load = ServersLoad(servers)
     t0 = time.monotonic()
     posted = await write_batches(api, user, payloads)
     complete = await readers.finish(cfg.fanout_timeout_s - (time.monotonic() - t0))
     machine = load.end()
     wall = time.monotonic() - t0
     cpu = {"server": api.cpu_s() - server0, "bench_process_writer_and_readers": self_cpu_s() - self0}
-    after = await api_metrics(api)
+    after = await api_metrics(api, token_for("bench-metrics"))
     streams = [{"count": s.count, "first": s.first, "last": s.last, "reconnects": s.reconnects, "errors": s.errors[:3]}
                for s in readers.stats]
     return {"readers": f"{cfg.fanout_streams} httpx-sse readers in the bench process (with the writer)",
@@ -638,9 +440,9 @@ async def fanout_separate(cfg: Config, api: Server, user: str, servers: list[Ser
         line = await read_line(child, 60)
         if line != "READY":
             raise RuntimeError(f"reader process said {line!r}")
-    before = await api_metrics(api)
+    before = await api_metrics(api, token_for("bench-metrics"))
     server0, self0 = api.cpu_s(), self_cpu_s()
-    load = Load(servers)
+    load = ServersLoad(servers)
     t0 = time.monotonic()
     posted = await write_batches(api, user, payloads)
     results = []
@@ -655,7 +457,7 @@ async def fanout_separate(cfg: Config, api: Server, user: str, servers: list[Ser
     cpu = {"server": api.cpu_s() - server0, "bench_process_writer": self_cpu_s() - self0}
     for i, res in enumerate(results):
         cpu[f"reader_process_{i + 1}"] = res["cpu_s"]
-    after = await api_metrics(api)
+    after = await api_metrics(api, token_for("bench-metrics"))
     streams = [s for res in results for s in res["streams"]]
     complete = all(res["complete"] for res in results)
     return {"readers": f"{cfg.fanout_streams} httpx-sse readers in {procs} separate processes ({'+'.join(map(str, shares))})",
@@ -677,7 +479,7 @@ async def latency_run(cfg: Config, api: Server, stream_server: Server, stream_pa
     failures: list[str] = []
     lateness: list[float] = []
     cpu0 = {server.name: server.cpu_s() for server in servers}
-    load = Load(servers)
+    load = ServersLoad(servers)
     async with httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=64)) as writer:
         async def post_one(i: int) -> None:
             body = sample_trace(i, {"bench": "latency", "i": i, "sent": time.monotonic()})
@@ -774,7 +576,7 @@ async def memory_run(cfg: Config, api: Server, stream_server: Server, stream_pat
         opened = json.loads(line[len("READY "):])
         open_s = time.monotonic() - opened_at
         await asyncio.sleep(cfg.settle_s)
-        gauge = (await api_metrics(api)).get("traces_open_streams") if has_metrics else None
+        gauge = (await api_metrics(api, token_for("bench-metrics"))).get("traces_open_streams") if has_metrics else None
         rss_open = await stream_server.rss_median_kb(cfg.rss_samples)
         fds_open = stream_server.fds()
         threads_open = stream_server.threads()
@@ -792,7 +594,7 @@ async def memory_run(cfg: Config, api: Server, stream_server: Server, stream_pat
         while time.monotonic() < deadline:
             gone = stream_server.fds() <= fds0
             if has_metrics:
-                gone = gone and (await api_metrics(api)).get("traces_open_streams") == 0
+                gone = gone and (await api_metrics(api, token_for("bench-metrics"))).get("traces_open_streams") == 0
             if gone:
                 released_s = time.monotonic() - closed_at
                 break
@@ -837,58 +639,6 @@ async def memory_run(cfg: Config, api: Server, stream_server: Server, stream_pat
 # Report
 
 
-def machine_info() -> dict[str, Any]:
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    versions = {}
-    for package in ("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpx-sse", "pydantic"):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True, timeout=5).stdout.strip() or None
-    except (OSError, subprocess.TimeoutExpired):
-        commit = None
-    return {
-        "cores_count": os.cpu_count(),
-        "cores_usable_count": len(os.sched_getaffinity(0)),
-        "cpu_model": model,
-        "memory_total_mb": mem_kb // 1024,
-        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "packages": versions,
-        "git_commit": commit,
-    }
-
-
-def fmt(value: Any, unit: str = "") -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float) and value.is_integer() and abs(value) >= 100:
-        value = int(value)
-    if isinstance(value, (int, float)) and abs(value) >= 10_000:
-        text = f"{value:,.0f}"
-    else:
-        text = f"{value}"
-    return f"{text}{unit}" if unit.startswith("%") else f"{text} {unit}".strip()
-
-
 def cpu_text(run: dict[str, Any]) -> str:
     cpu = run["servers_cpu_percent_of_one_core"]
     return f"{fmt(cpu['total'], '% of a core')} (API {fmt(cpu['api'])}%, naive {fmt(cpu['naive'])}%)"
@@ -905,20 +655,10 @@ def noisy_note(results: dict[str, Any]) -> str:
             f"so these numbers are worse than the code alone would give): {', '.join(noisy)}.")
 
 
-def wait_line(results: dict[str, Any]) -> str:
-    limit = results["config"]["wait_quiet_s"]
-    if not limit:
-        return "- Timed measurements started one after another, without waiting for the machine to be quiet."
+def quiet_waits(results: dict[str, Any]) -> list[float]:
+    """The seconds waited for a quiet machine before each timed measurement, in the order they ran."""
     waits = [run["waited_for_quiet_s"] for kind in ("ours", "naive") for run in results["latency"][kind].values()]
-    waits += [run["waited_for_quiet_s"] for run in results["fanout"].values()]
-    return (f"- `--wait-quiet {limit:g}`: before each timed measurement the bench waited (at most {limit:g} s) until "
-            f"other processes used under {NOISY_PERCENT:.0f}% of a core for 2 s in a row; it waited "
-            f"{', '.join(f'{w:g}' for w in waits)} s.")
-
-
-def noise_text(run: dict[str, Any]) -> str:
-    machine = run["machine_during_run"]
-    return f"{fmt(machine['other_processes_percent_of_one_core'])}% of a core" + (" **(noisy)**" if machine["noisy"] else "")
+    return waits + [run["waited_for_quiet_s"] for run in results["fanout"].values()]
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -1033,7 +773,7 @@ def markdown(results: dict[str, Any]) -> str:
         f"then after closing them; {results['config']['memory_rounds']} open/close round(s). Pings every "
         f"{results['config']['ping_interval_s']:.0f} s, so idle is idle for ours; the naive server keeps polling "
         "for every idle stream.",
-        wait_line(results),
+        wait_line(results["config"]["wait_quiet_s"], quiet_waits(results), "measurement"),
         "- Raw numbers, with units in their names: `bench/results.json`.",
         "",
     ]
@@ -1047,24 +787,22 @@ def markdown(results: dict[str, Any]) -> str:
 async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.0) -> dict[str, Any]:
     began = time.monotonic()
     db_path = workdir / "traces.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRACES_", "SUPABASE_"))}
-    env.update({
+    env = server_env({
         "TRACES_JWT_SECRET": SECRET,
         "TRACES_DB_URL": f"sqlite:///{db_path}",
         "TRACES_PING_INTERVAL": str(cfg.ping_interval_s),
         "TRACES_MAX_STREAMS_PER_USER": str(cfg.max_streams_per_user),
-        "PYTHONUNBUFFERED": "1",
     })
     api_port, naive_port = free_port(), free_port()
     api = Server("api", [sys.executable, "-m", "dashboard", "api", "--host", HOST, "--port", str(api_port),
-                         "--db", f"sqlite:///{db_path}"], env, workdir, api_port)
+                         "--db", f"sqlite:///{db_path}"], env, workdir, api_port, **SERVER_TIMINGS)
     naive = Server("naive", [sys.executable, str(BENCH / "naive_server.py"), "--host", HOST, "--port", str(naive_port),
-                             "--db", str(db_path)], env, workdir, naive_port)
+                             "--db", str(db_path)], env, workdir, naive_port, **SERVER_TIMINGS)
     results: dict[str, Any] = {
         "command": command,
         "mode": cfg.mode,
         "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "machine": machine_info(),
+        "machine": machine_info(("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpx-sse", "pydantic")),
         "config": {
             "fanout_streams": cfg.fanout_streams, "fanout_traces": cfg.fanout_traces, "fanout_batch": cfg.fanout_batch,
             "fanout_reader_procs": cfg.fanout_reader_procs, "latency_rate": cfg.latency_rate,
@@ -1074,7 +812,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.
             "ping_interval_s": cfg.ping_interval_s,
             "naive_poll_interval_s": 0.5, "max_streams_per_user": cfg.max_streams_per_user,
         },
-        "units": "every number's unit is the end of its name: _ms, _s, _kb, _mb, _per_s, _count, _percent_of_one_core",
+        "units": UNITS,
     }
 
     def step(text: str) -> None:
@@ -1082,10 +820,10 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.
 
     try:
         step("starting the API and the naive baseline")
-        await api.start()  # first: it creates the database the naive server reads
-        await naive.start()
+        await api.start(timeout=30.0)  # first: it creates the database the naive server reads
+        await naive.start(timeout=30.0)
         results["server_pids"] = {"api": api.pid, "naive": naive.pid}
-        quiet = Load([api, naive])
+        quiet = ServersLoad([api, naive])
         await asyncio.sleep(cfg.settle_s)
         results["machine_before_run"] = quiet.end()
         others = results["machine_before_run"]["other_processes_percent_of_one_core"]
@@ -1100,7 +838,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.
 
         async def timed(text: str, measure: Callable[[], Any]) -> dict[str, Any]:
             """One timed measurement, after waiting (with --wait-quiet) for the machine to be quiet."""
-            waited = await wait_quiet([api, naive], wait_quiet_s) if wait_quiet_s > 0 else 0.0
+            waited = await wait_quiet(wait_quiet_s, lambda: ServersLoad([api, naive])) if wait_quiet_s > 0 else 0.0
             step(text + (f" (waited {waited:.0f} s for a quiet machine)" if waited >= 2.5 else ""))
             return {**await measure(), "waited_for_quiet_s": waited}
 
@@ -1154,30 +892,8 @@ def main() -> int:
     cfg = QUICK if args.quick else FULL
     command = ".venv/bin/python bench/stream_bench.py" + (" --quick" if args.quick else "") + (
         f" --wait-quiet {args.wait_quiet:g}" if args.wait_quiet > 0 else "")
-
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored (a background job)
-    workdir = Path(tempfile.mkdtemp(prefix="stream-bench-"))
-    try:
-        results = asyncio.run(run(cfg, workdir, command, args.wait_quiet))
-    except KeyboardInterrupt:
-        print("interrupted; subprocesses stopped", file=sys.stderr)
-        return 130
-    finally:
-        kill_children()
-        if args.keep_tmp:
-            print(f"kept {workdir}", file=sys.stderr)
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-    (BENCH / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    table = markdown(results)
-    (BENCH / "RESULTS.md").write_text(table)
-    print()
-    print(table)
-    return 0
+    return run_and_write(lambda workdir: run(cfg, workdir, command, args.wait_quiet), tmp_prefix="stream-bench-",
+                         keep_tmp=args.keep_tmp, json_name="results.json", markdown_name="RESULTS.md", markdown=markdown)
 
 
 if __name__ == "__main__":
