@@ -78,14 +78,16 @@ run_all() {
     TRACES_API_URL="$api_url" "$PY" -m dashboard demo --api-url "$api_url" & pids+=($!)
 
     local token
+    mkdir -p data
     token="$("$PY" -m dashboard token --user demo --ttl 604800)"
     TRACES_API_URL="$api_url" TRACES_TOKEN="$token" "$PY" -m panel serve dashboard/app.py \
         --address "$API_HOST" --port "$DASHBOARD_PORT" --allow-websocket-origin "$API_HOST:$DASHBOARD_PORT" \
-        --allow-websocket-origin "localhost:$DASHBOARD_PORT" >/dev/null 2>&1 & pids+=($!)
+        --allow-websocket-origin "localhost:$DASHBOARD_PORT" >>data/dashboard.log 2>&1 & pids+=($!)
     cat <<INFO
 
   Dashboard  http://$API_HOST:$DASHBOARD_PORT/app   (signed in as "demo")
   API        $api_url          (docs: $api_url/docs)
+  Dashboard server log: data/dashboard.log
 
   Watch the raw stream:
     curl -N -H "Authorization: Bearer $token" $api_url/api/analytics/traces/stream

@@ -15,20 +15,13 @@ from panel.viewable import Viewer
 
 from .config import Settings
 from .feed import TraceFeed
-from .views import ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, TokenPrompt, TraceDetail, TraceTable
+from .views import (ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, Toaster, TokenPrompt, TraceDetail,
+                    TraceTable)
+from .views.table import TABLE_HEIGHT
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("tabulator", "echarts")
-
-
-def notify(level: str, message: str) -> None:
-    """Show a toast in this session (no-op where notifications are unavailable)."""
-    notifications = pn.state.notifications
-    if notifications is None:
-        return
-    duration = 6000 if level == "error" else 3000
-    getattr(notifications, level if level in ("info", "success", "warning", "error") else "info")(message, duration=duration)
 
 
 class TraceDashboard(Viewer):
@@ -50,7 +43,7 @@ class TraceDashboard(Viewer):
 
     def __panel__(self):
         header = pn.pane.HTML('<div style="font-size:20px;font-weight:700">Live LLM traces</div>', margin=(5, 10))
-        side = pn.Column(self.health, self.detail, width=420)
+        side = pn.Column(self.health, self.detail, width=420, height=TABLE_HEIGHT)
         return pn.Column(
             pn.Row(header, pn.layout.HSpacer(), self.token, sizing_mode="stretch_width"),
             self.controls, self.banner, self.filters,
@@ -69,7 +62,7 @@ def make_feed(api_url: str | None = None, token: str | None = None, **params) ->
     settings = Settings.from_env()
     params.setdefault("max_rows", settings.dashboard_rows)
     params.setdefault("warn_after", settings.health_warn_seconds)
-    return TraceFeed(token or settings.token, api_url=(api_url or settings.api_url).rstrip("/"), notifier=notify,
+    return TraceFeed(token or settings.token, api_url=(api_url or settings.api_url).rstrip("/"), notifier=Toaster(),
                      **params)
 
 

@@ -32,14 +32,13 @@ from .client import (
     Snapshot,
     StreamError,
     StreamHealth,
-    TraceApiError,
     TraceEvent,
     TraceStream,
     TraceStreamError,
     fetch_snapshot,
 )
 from .rows import Flag, empty_frame, matches_text, rows_frame, table_row
-from .stats import ModelStats, RollingModelStats
+from .stats import RollingModelStats
 
 log = logging.getLogger(__name__)
 
@@ -399,12 +398,21 @@ class TraceFeed(param.Parameterized):
     # --------------------------------------------------------------------- the apply task
 
     async def _apply_loop(self) -> None:
+        """Flush on a fixed schedule (every ``batch_seconds`` from the start, not ``batch_seconds`` after
+        the last flush ended), so the time a flush takes does not stretch the cycle. When a flush
+        overruns the schedule, the missed ticks are skipped rather than run back to back."""
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
         while True:
             try:
                 self.flush()
             except Exception:  # never let one bad batch stop the dashboard
                 log.exception("applying a batch of traces failed")
-            await asyncio.sleep(self.batch_seconds)
+            next_at += self.batch_seconds
+            now = loop.time()
+            if next_at < now:
+                next_at = now
+            await asyncio.sleep(next_at - now)
 
     def flush(self, now: float | None = None) -> TableChanges:
         """Apply what arrived since the last call; returns the batch (also published as ``changes``)."""

@@ -39,9 +39,17 @@ class RollingModelStats:
     def __init__(self, window_seconds: float = 300.0, max_calls: int = 50_000) -> None:
         self.window_seconds = window_seconds
         self._calls: deque[_Call] = deque(maxlen=max_calls)
+        self._earliest: float | None = None  # the oldest call ever added: before it we saw nothing
 
     def add(self, at: float, model: str, latency_ms: float | None, failed: bool) -> None:
         self._calls.append(_Call(at, model or "unknown", latency_ms, failed))
+        self._earliest = at if self._earliest is None else min(self._earliest, at)
+
+    def _minutes_observed(self, now: float) -> float:
+        """The part of the window we have seen calls for, at least a minute: right after a start (or
+        a snapshot shorter than the window), dividing by the whole window would understate the rate."""
+        seen = self.window_seconds if self._earliest is None else now - self._earliest
+        return max(60.0, min(self.window_seconds, seen)) / 60
 
     def compute(self, now: float) -> list[ModelStats]:
         """Stats per model over the window ending ``now``, models sorted by name."""
@@ -52,7 +60,7 @@ class RollingModelStats:
         for call in self._calls:
             if call.at >= horizon:
                 by_model.setdefault(call.model, []).append(call)
-        minutes = self.window_seconds / 60
+        minutes = self._minutes_observed(now)
         result = []
         for model in sorted(by_model):
             calls = by_model[model]

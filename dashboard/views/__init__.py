@@ -4,6 +4,7 @@ from .charts import ModelCharts
 from .controls import ErrorBanner, FilterBar, HealthGauge, LiveControls, TokenPrompt
 from .detail import TraceDetail
 from .table import TraceTable
+from .toasts import Toaster
 
-__all__ = ["ErrorBanner", "FilterBar", "HealthGauge", "LiveControls", "ModelCharts", "TokenPrompt", "TraceDetail",
+__all__ = ["ErrorBanner", "FilterBar", "HealthGauge", "LiveControls", "ModelCharts", "TokenPrompt", "Toaster", "TraceDetail",
            "TraceTable"]

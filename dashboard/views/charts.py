@@ -6,12 +6,11 @@ feed recomputes its stats. The figures are built once; only a new model adds lin
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timezone
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Legend, LegendItem
+from bokeh.models import ColumnDataSource, DataRange1d, DatetimeTickFormatter, HoverTool, Legend, LegendItem
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.viewable import Viewer
@@ -22,13 +21,18 @@ MAX_POINTS = 720  # an hour at one point every 5 s
 
 
 def _figure(title: str, y_label: str):
-    plot = figure(title=title, x_axis_type="datetime", height=240, sizing_mode="stretch_width",
+    # At least two minutes across: with one or two points the axis would otherwise zoom to microseconds.
+    plot = figure(title=title, x_axis_type="datetime", x_range=DataRange1d(min_interval=120_000), height=240,
+                  sizing_mode="stretch_width",
                   toolbar_location=None, y_axis_label=y_label, min_border_left=50)
     plot.title.text_font_size = "13px"
     plot.xaxis.axis_label = "time (UTC)"
     plot.xaxis.ticker.desired_num_ticks = 4
     plot.xaxis.formatter = DatetimeTickFormatter(seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M",
                                                  hourmin="%H:%M", hours="%H:%M", context=None)
+    # An empty line until the first model arrives: a figure with no renderer makes Bokeh log a
+    # MISSING_RENDERERS warning for every page opened.
+    plot.line(x=[], y=[])
     return plot
 
 
@@ -74,8 +78,8 @@ class ModelCharts(Viewer):
         for stats in self.feed.model_stats:
             self._source(stats.model).stream({
                 "time": [at], "model": [stats.model],
-                "p50": [None if math.isnan(stats.p50_ms) else stats.p50_ms],
-                "p95": [None if math.isnan(stats.p95_ms) else stats.p95_ms],
+                # NaN (no successful call in the window) leaves a gap; None would be drawn at 0.
+                "p50": [stats.p50_ms], "p95": [stats.p95_ms],
                 "calls_per_min": [stats.calls_per_min], "error_pct": [stats.error_rate * 100],
             }, rollover=MAX_POINTS)
 

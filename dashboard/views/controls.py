@@ -96,10 +96,14 @@ class HealthGauge(Viewer):
         warn = self.feed.warn_after
         self.gauge = pn.indicators.Gauge(
             name="since last ping", value=0, bounds=(0, int(warn * 1.5)), format="{value} s",
-            colors=[(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")], width=230, height=230,
-            title_size=12, num_splits=3, annulus_width=12,
+            colors=[(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")], width=190, height=190, margin=0,
+            title_size=11, num_splits=3, annulus_width=10,
+            # The title and the value sit below the hub, clear of the needle.
+            custom_opts={"title": {"offsetCenter": [0, "88%"], "color": "#4b5563"},
+                         "detail": {"offsetCenter": [0, "58%"], "fontSize": 22},
+                         "pointer": {"length": "58%", "width": 5}},
         )
-        self.caption = pn.pane.HTML(margin=(0, 10), styles={"text-align": "center", "width": "210px"})
+        self.caption = pn.pane.HTML(margin=(0, 10), styles={"font-size": "14px"}, width=200, align="center")
         self.feed.param.watch(self._render, ["heartbeat_age", "health_warning", "status"])
         self._render()
 
@@ -109,15 +113,18 @@ class HealthGauge(Viewer):
         self.gauge.value = min(int(age or 0), self.gauge.bounds[1])
         if age is None:
             words = "no connection" if feed.status in ("off", "error") else "waiting for the first ping"
-            self.caption.object = f'<span class="trace-health" data-warning="false">{words}</span>'
+            line = f'<span class="trace-health" data-warning="false">{words}</span>'
         elif feed.health_warning:
-            self.caption.object = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
-                                   f'⚠ no ping or event for {age:.0f} s</span>')
+            line = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
+                    f'⚠ no ping or event for {age:.0f} s</span>')
         else:
-            self.caption.object = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age:.0f} s ago</span>'
+            line = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age:.0f} s ago</span>'
+        self.caption.object = (f'<div style="font-weight:600;color:#374151;margin-bottom:4px">Connection health</div>{line}'
+                               f'<div style="color:#6b7280;font-size:12px;margin-top:4px">'
+                               f'warns after {feed.warn_after:g} s without a ping or event</div>')
 
     def __panel__(self):
-        return pn.Column(self.gauge, self.caption, width=240)
+        return pn.Row(self.gauge, self.caption, width=420)
 
 
 class ErrorBanner(Viewer):

@@ -75,5 +75,6 @@ class TraceDetail(Viewer):
         self.pane.object = render_trace(trace) if trace else EMPTY
 
     def __panel__(self):
-        return pn.Column("### Trace", pn.Column(self.pane, max_height=560, scroll=True, sizing_mode="stretch_width"),
-                         sizing_mode="stretch_width")
+        # Fills what the column it sits in leaves, and scrolls: a long trace never pushes the page down.
+        return pn.Column("### Trace", pn.Column(self.pane, scroll=True, sizing_mode="stretch_both"),
+                         sizing_mode="stretch_both")

@@ -17,6 +17,7 @@ from ..feed import TraceFeed
 from .scroll import ScrollSensor
 
 PAGE_SIZE = 50
+TABLE_HEIGHT = 640  # about 20 rows in view; the side column (gauge, detail) matches it
 
 # Each row carries its flag on the status pill; ``:has`` lets the whole row take the colour.
 TABLE_CSS = """
@@ -57,7 +58,7 @@ class TraceTable(Viewer):
             css_classes=["trace-table"],
             layout="fit_data_stretch",
             sizing_mode="stretch_width",
-            height=560,
+            height=TABLE_HEIGHT,
         )
         self.sensor = ScrollSensor(width=0, height=0, margin=0)
         feed.param.watch(self._show, "changes")
