@@ -557,7 +557,9 @@ async def memory_run(cfg: Config, api: Server, panel: Server, env: dict[str, str
     fit = [(s["t_s"], s["panel_rss_kb"]) for s in samples if s["t_s"] >= cfg.memory_fit_after_s]
     api_fit = [(s["t_s"], s["api_rss_kb"]) for s in samples if s["t_s"] >= cfg.memory_fit_after_s]
     slope = slope_per_s(fit)
+    late_slope = slope_per_s(fit[len(fit) // 2:])  # does the growth level off?
     api_slope = slope_per_s(api_fit)
+    quarters = [min(samples, key=lambda s: abs(s["t_s"] - cfg.memory_seconds * q / 4)) for q in (1, 2, 3, 4)]
     per_event = (slope / (events / wall)) if slope is not None and events else None
     return {
         "idle_control_seconds_s": cfg.memory_idle_seconds,
@@ -576,6 +578,8 @@ async def memory_run(cfg: Config, api: Server, panel: Server, env: dict[str, str
         "panel_rss_last_kb": samples[-1]["panel_rss_kb"],
         "panel_rss_max_kb": max(s["panel_rss_kb"] for s in samples),
         "panel_rss_slope_mb_per_hour": r(slope * 3600 / 1024, 1) if slope is not None else None,
+        "panel_rss_slope_second_half_mb_per_hour": r(late_slope * 3600 / 1024, 1) if late_slope is not None else None,
+        "panel_rss_by_quarter_kb": [[q["t_s"], q["panel_rss_kb"]] for q in quarters],
         "api_rss_slope_mb_per_hour": r(api_slope * 3600 / 1024, 1) if api_slope is not None else None,
         "panel_rss_growth_per_1000_events_kb": r(per_event * 1000, 0) if per_event is not None else None,
         "panel_threads_first_last_count": [samples[0]["panel_threads_count"], samples[-1]["panel_threads_count"]],
@@ -790,6 +794,10 @@ def markdown(results: dict[str, Any]) -> str:
         f"| **panel server RSS slope after {fmt(mem['fit_after_s'])} s** (least squares, {mem['samples_count']} samples every "
         f"{fmt(cfg['memory_sample_every_s'])} s) | **{fmt(mem['panel_rss_slope_mb_per_hour'], 'MB/hour')}** |",
         f"| the same as growth per 1000 events | {fmt(mem['panel_rss_growth_per_1000_events_kb'], 'KB')} |",
+        f"| slope over the second half of the fit only (does it level off?) | "
+        f"{fmt(mem.get('panel_rss_slope_second_half_mb_per_hour'), 'MB/hour')} |",
+        "| panel server RSS at each quarter of the run | " + ", ".join(
+            f"{t / 60:.0f} min: {kb / 1024:.1f} MB" for t, kb in mem.get("panel_rss_by_quarter_kb", [])) + " |",
         f"| control: the same page with no traffic for {fmt(mem['idle_control_seconds_s'])} s just before: RSS, slope, panel CPU | "
         f"{mem['idle_panel_rss_first_last_kb'][0] / 1024:.1f} → {mem['idle_panel_rss_first_last_kb'][1] / 1024:.1f} MB, "
         f"{fmt(mem['idle_panel_rss_slope_mb_per_hour'], 'MB/hour')}, {fmt(mem['idle_panel_cpu_percent_of_one_core'], '% of a core')} |",
@@ -1116,13 +1124,19 @@ def main() -> int:
                              "to go quiet (default 0: do not wait)")
     parser.add_argument("--sessions", type=int, default=None, metavar="N",
                         help="pages per session round (default 50, 5 with --quick)")
+    parser.add_argument("--memory-minutes", type=float, default=None, metavar="M",
+                        help="minutes of demo traffic for the memory measurement (default 4, 1 with --quick); "
+                             "60 gives memory after an hour")
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     if args.sessions:
         cfg = replace(cfg, sessions_per_round=args.sessions)
+    if args.memory_minutes:
+        cfg = replace(cfg, memory_seconds=args.memory_minutes * 60)
     command = ".venv/bin/python bench/dashboard_bench.py" + (" --quick" if args.quick else "") + (
         f" --wait-quiet {args.wait_quiet:g}" if args.wait_quiet > 0 else "") + (
-        f" --sessions {args.sessions}" if args.sessions else "")
+        f" --sessions {args.sessions}" if args.sessions else "") + (
+        f" --memory-minutes {args.memory_minutes:g}" if args.memory_minutes else "")
     if not Path(CHROMIUM).exists():
         print(f"{CHROMIUM} not found", file=sys.stderr)
         return 2

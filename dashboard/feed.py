@@ -146,7 +146,6 @@ class TraceFeed(param.Parameterized):
         self._held: OrderedDict[str, dict[str, Any]] = OrderedDict()  # arrivals behind the badge
         self._new_until: dict[int, float] = {}  # row label -> when its "new" highlight ends
         self._flash_until: dict[int, float] = {}  # row label -> when its "changed" flash ends
-        self._counted: OrderedDict[str, None] = OrderedDict()  # completions already in the stats
         self._stats = RollingModelStats(self.stats_window)
         self._pending_snapshot: Snapshot | None = None
         self._needs_snapshot = True
@@ -604,15 +603,11 @@ class TraceFeed(param.Parameterized):
 
     def _count_completion(self, trace: dict[str, Any], now: float, toast: bool = False) -> None:
         """Feed each call into the stats once, when it ends (and queue a toast if it failed)."""
-        if trace.get("status") not in FINAL_STATUSES or trace["id"] in self._counted:
+        if trace.get("status") not in FINAL_STATUSES:
             return
-        self._counted[trace["id"]] = None
-        while len(self._counted) > 50_000:
-            self._counted.popitem(last=False)
         failed = trace["status"] == "error"
         at = _parse_time(trace.get("ended_at")) or _parse_time(trace.get("updated_at")) or now
-        self._stats.add(at, trace.get("model") or "", trace.get("latency_ms"), failed)
-        if failed and toast:
+        if self._stats.add(trace["id"], at, trace.get("model") or "", trace.get("latency_ms"), failed) and failed and toast:
             self._toast_failed.append(trace)
 
     # ------------------------------------------------------------------- clocks and words

@@ -1,6 +1,7 @@
 """Per-model latency and traffic over a rolling window, from the calls as they complete.
 
-Bounded: only calls inside the window are kept, and at most ``max_calls`` of them.
+Bounded: only calls inside the window are kept, and at most ``max_calls`` of them. A call counts once,
+however often its completion is seen again (a refresh reloads calls already counted).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ class ModelStats:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
+    id: str
     at: float  # epoch seconds the call completed (or arrived, when it did not say)
     model: str
     latency_ms: float | None
@@ -38,12 +40,24 @@ def percentile(values: list[float], q: float) -> float:
 class RollingModelStats:
     def __init__(self, window_seconds: float = 300.0, max_calls: int = 50_000) -> None:
         self.window_seconds = window_seconds
-        self._calls: deque[_Call] = deque(maxlen=max_calls)
+        self.max_calls = max_calls
+        self._calls: deque[_Call] = deque()  # in the order added
+        self._ids: set[str] = set()  # the ids in ``_calls``
         self._earliest: float | None = None  # the oldest call ever added: before it we saw nothing
 
-    def add(self, at: float, model: str, latency_ms: float | None, failed: bool) -> None:
-        self._calls.append(_Call(at, model or "unknown", latency_ms, failed))
+    def add(self, call_id: str, at: float, model: str, latency_ms: float | None, failed: bool) -> bool:
+        """Count a completed call; False (and nothing changes) when it is already counted."""
+        if call_id in self._ids:
+            return False
+        if len(self._calls) >= self.max_calls:
+            self._ids.discard(self._calls.popleft().id)
+        self._calls.append(_Call(call_id, at, model or "unknown", latency_ms, failed))
+        self._ids.add(call_id)
         self._earliest = at if self._earliest is None else min(self._earliest, at)
+        return True
+
+    def __len__(self) -> int:
+        return len(self._calls)
 
     def _minutes_observed(self, now: float) -> float:
         """The part of the window we have seen calls for, at least a minute: right after a start (or
@@ -55,7 +69,7 @@ class RollingModelStats:
         """Stats per model over the window ending ``now``, models sorted by name."""
         horizon = now - self.window_seconds
         while self._calls and self._calls[0].at < horizon:
-            self._calls.popleft()
+            self._ids.discard(self._calls.popleft().id)
         by_model: dict[str, list[_Call]] = {}
         for call in self._calls:
             if call.at >= horizon:
