@@ -398,8 +398,9 @@ class TraceFeed(param.Parameterized):
 
     async def _apply_loop(self) -> None:
         """Flush on a fixed schedule (every ``batch_seconds`` from the start, not ``batch_seconds`` after
-        the last flush ended), so the time a flush takes does not stretch the cycle. When a flush
-        overruns the schedule, the missed ticks are skipped rather than run back to back."""
+        the last flush ended), so the time a flush takes does not stretch the cycle. A flush that
+        overruns the schedule is followed by a whole ``batch_seconds`` of rest: back-to-back flushes
+        would starve reading the stream and writing to the page, and fall further behind."""
         loop = asyncio.get_running_loop()
         next_at = loop.time()
         while True:
@@ -410,7 +411,7 @@ class TraceFeed(param.Parameterized):
             next_at += self.batch_seconds
             now = loop.time()
             if next_at < now:
-                next_at = now
+                next_at = now + self.batch_seconds
             await asyncio.sleep(next_at - now)
 
     def flush(self, now: float | None = None) -> TableChanges:

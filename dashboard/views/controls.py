@@ -117,6 +117,9 @@ class HealthGauge(Viewer):
         elif feed.health_warning:
             line = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
                     f'⚠ no ping or event for {age:.0f} s</span>')
+        elif feed.status != "connected":  # reconnecting: not healthy, though not yet a minute of silence
+            line = (f'<span class="trace-health" data-warning="false" style="color:#b45309;font-weight:600">'
+                    f'{feed.status}: last sign of life {age:.0f} s ago</span>')
         else:
             line = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age:.0f} s ago</span>'
         self.caption.object = (f'<div style="font-weight:600;color:#374151;margin-bottom:4px">Connection health</div>{line}'

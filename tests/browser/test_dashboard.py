@@ -71,6 +71,7 @@ def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp
     expect(page.get_by_text("connection lost:").first).to_be_visible()
     expect(page.locator(".notyf__toast", has_text="connection lost")).to_be_visible(timeout=TIMEOUT)
     expect(page.get_by_role("button", name="Retry now")).to_be_visible()
+    expect(page.locator(".trace-health", has_text="reconnecting: last sign of life")).to_be_visible()  # not "healthy"
     shot(page, "disconnected")
     restarted = ApiProcess(tmp_path, port=api.port).start()
     try:
