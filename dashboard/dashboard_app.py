@@ -7,6 +7,7 @@ wipes its globals at session end, so everything that must outlive the script liv
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import panel as pn
@@ -73,16 +74,37 @@ def live_view(api_url: str | None = None, token: str | None = None, **params) ->
     return TraceDashboard(feed=feed)
 
 
+def forget_views_of(doc: object) -> int:
+    """Drop what ``pn.state`` still holds for a destroyed session's document; how many views.
+
+    Panel 1.9 registers a session's notification area in ``pn.state._views`` twice and removes it
+    once, so every closed tab kept its whole document, widgets and feed: about 2 MB a session,
+    measured with 80 tabs opened and closed. A private table, so looked up defensively.
+    """
+    views = getattr(pn.state, "_views", None)
+    if not isinstance(views, dict):
+        return 0
+    stale = [ref for ref, view in list(views.items()) if len(view) > 2 and view[2] is doc]
+    for ref in stale:
+        views.pop(ref, None)
+    return len(stale)
+
+
 def serve() -> TraceDashboard:
     """Build this session's dashboard, start its feed when the page loads, stop it when the session ends."""
     feed = make_feed()
     dashboard = TraceDashboard(feed=feed)
+    doc = pn.state.curdoc
 
     async def start() -> None:
         feed.start()
 
     def stop(_context: object) -> None:
         feed.cancel()
+        try:  # after Panel's own clean-up callbacks, which run in the same pass in no fixed order
+            asyncio.get_running_loop().call_soon(forget_views_of, doc)
+        except RuntimeError:  # not on an event loop
+            forget_views_of(doc)
 
     pn.state.onload(start)
     pn.state.on_session_destroyed(stop)
