@@ -3,8 +3,8 @@ health and errors, and the per-model stats; the views only read it and call its 
 
 One background task follows the stream (``dashboard.client``) and drops events into a small inbox
 keyed by trace id (a burst of updates to one call coalesces into one row change). A second task
-applies the inbox, resting ``batch_seconds`` between batches, under ``pn.io.hold()``, so a burst reaches the browser as
-one message, and keeps the clocks (health age, "refreshed 8 s ago", retry countdown) current.
+applies the inbox, resting ``batch_seconds`` between batches, under ``pn.io.hold()``, so a burst
+reaches the browser as one message, and keeps the clocks (health age, "refreshed 8 s ago", retry countdown) current.
 
 Arrivals never move rows under a user who has selected a row or scrolled away from the top: they
 queue behind the "N new" badge until viewed. Works the same in ``panel serve`` and in Jupyter.
@@ -602,7 +602,8 @@ class TraceFeed(param.Parameterized):
             return
         failed = trace["status"] == "error"
         at = _parse_time(trace.get("ended_at")) or _parse_time(trace.get("updated_at")) or now
-        if self._stats.add(trace["id"], at, trace.get("model") or "", trace.get("latency_ms"), failed) and failed and toast:
+        counted = self._stats.add(trace["id"], at, trace.get("model") or "", trace.get("latency_ms"), failed)
+        if counted and failed and toast:
             self._toast_failed.append(trace)
 
     # ------------------------------------------------------------------- clocks and words

@@ -7,7 +7,7 @@ however often its completion is seen again (a refresh reloads calls already coun
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import OrderedDict
 from dataclasses import dataclass
 
 
@@ -23,7 +23,6 @@ class ModelStats:
 
 @dataclass(frozen=True, slots=True)
 class _Call:
-    id: str
     at: float  # epoch seconds the call completed (or arrived, when it did not say)
     model: str
     latency_ms: float | None
@@ -41,18 +40,16 @@ class RollingModelStats:
     def __init__(self, window_seconds: float = 300.0, max_calls: int = 50_000) -> None:
         self.window_seconds = window_seconds
         self.max_calls = max_calls
-        self._calls: deque[_Call] = deque()  # in the order added
-        self._ids: set[str] = set()  # the ids in ``_calls``
+        self._calls: OrderedDict[str, _Call] = OrderedDict()  # by call id, in the order added
         self._earliest: float | None = None  # the oldest call ever added: before it we saw nothing
 
     def add(self, call_id: str, at: float, model: str, latency_ms: float | None, failed: bool) -> bool:
         """Count a completed call; False (and nothing changes) when it is already counted."""
-        if call_id in self._ids:
+        if call_id in self._calls:
             return False
         if len(self._calls) >= self.max_calls:
-            self._ids.discard(self._calls.popleft().id)
-        self._calls.append(_Call(call_id, at, model or "unknown", latency_ms, failed))
-        self._ids.add(call_id)
+            self._calls.popitem(last=False)
+        self._calls[call_id] = _Call(at, model or "unknown", latency_ms, failed)
         self._earliest = at if self._earliest is None else min(self._earliest, at)
         return True
 
@@ -68,10 +65,10 @@ class RollingModelStats:
     def compute(self, now: float) -> list[ModelStats]:
         """Stats per model over the window ending ``now``, models sorted by name."""
         horizon = now - self.window_seconds
-        while self._calls and self._calls[0].at < horizon:
-            self._ids.discard(self._calls.popleft().id)
+        while self._calls and next(iter(self._calls.values())).at < horizon:
+            self._calls.popitem(last=False)
         by_model: dict[str, list[_Call]] = {}
-        for call in self._calls:
+        for call in self._calls.values():
             if call.at >= horizon:
                 by_model.setdefault(call.model, []).append(call)
         minutes = self._minutes_observed(now)

@@ -23,8 +23,7 @@ MAX_POINTS = 720  # an hour at one point every 5 s
 def _figure(title: str, y_label: str):
     # At least two minutes across: with one or two points the axis would otherwise zoom to microseconds.
     plot = figure(title=title, x_axis_type="datetime", x_range=DataRange1d(min_interval=120_000), height=240,
-                  sizing_mode="stretch_width",
-                  toolbar_location=None, y_axis_label=y_label, min_border_left=50)
+                  sizing_mode="stretch_width", toolbar_location=None, y_axis_label=y_label, min_border_left=50)
     plot.title.text_font_size = "13px"
     plot.xaxis.axis_label = "time (UTC)"
     plot.xaxis.ticker.desired_num_ticks = 4
