@@ -12,8 +12,8 @@ from .config import ConfigError, Settings
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
-    from .api import create_app
-    from .server import build_server
+    from .server import create_app
+    from .server.runner import build_server
 
     if args.db:
         settings = replace(settings, db_url=args.db)
@@ -28,7 +28,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
-    from .auth import Authenticator
+    from .server.auth import Authenticator
 
     print(Authenticator(settings.resolved_jwt_secret()).issue_token(args.user, args.ttl))
     return 0

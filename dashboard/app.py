@@ -2,7 +2,7 @@
 
 import panel as pn
 
-from dashboard.dashboard_app import EXTENSIONS, serve
+from dashboard.ui.session import EXTENSIONS, serve
 
 pn.extension(*EXTENSIONS, notifications=True)
 

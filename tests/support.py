@@ -17,11 +17,11 @@ from typing import Any, TypeVar
 
 import httpx
 
-from dashboard.api import create_app
-from dashboard.api.deps import Services
-from dashboard.auth import Authenticator
 from dashboard.config import Settings
-from dashboard.server import build_server
+from dashboard.server import create_app
+from dashboard.server.auth import Authenticator
+from dashboard.server.runner import build_server
+from dashboard.server.services import Services
 
 T = TypeVar("T")
 TEST_SECRET = "test-secret-for-the-suite-only-0123456789abcdef"

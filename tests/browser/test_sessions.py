@@ -22,7 +22,7 @@ from .test_dashboard import TIMEOUT
 # reset_index(inplace=True), and Panel 1.9's own from_param passes the deprecated Widget.name.
 @pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning", "ignore::PendingDeprecationWarning")
 def test_closed_tabs_leave_no_feed_or_view_behind(tmp_path, browser, monkeypatch):
-    from dashboard.dashboard_app import EXTENSIONS, serve
+    from dashboard.ui.session import EXTENSIONS, serve
 
     api = ApiProcess(tmp_path).start()
     monkeypatch.setenv("TRACES_API_URL", api.url)

@@ -1,0 +1,28 @@
+"""The resumable client of the trace stream, on httpx + httpx-sse: ``TraceStream`` (snapshot, then
+live events across reconnects), ``fetch_snapshot``, the event types, health, and errors. Private
+modules behind ``__all__``; imports only what both sides share (the schema, the backoff policy)."""
+
+from ._errors import StreamAuthError, TraceApiError, TraceStreamError, api_error
+from ._events import Connected, Ping, Reset, Snapshot, StreamError, StreamEvent, Subscribed, TraceEvent
+from ._health import ConnectionStatus, StreamHealth
+from ._snapshot import fetch_snapshot
+from ._stream import TraceStream
+
+__all__ = [
+    "ConnectionStatus",
+    "Connected",
+    "Ping",
+    "Reset",
+    "Snapshot",
+    "StreamAuthError",
+    "StreamError",
+    "StreamEvent",
+    "StreamHealth",
+    "Subscribed",
+    "TraceApiError",
+    "TraceEvent",
+    "TraceStream",
+    "TraceStreamError",
+    "api_error",
+    "fetch_snapshot",
+]

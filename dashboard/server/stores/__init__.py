@@ -1,0 +1,24 @@
+"""Where traces and their events are kept: the contract every backend meets (``protocol``), the
+registry that picks one by ``TRACES_DB_URL`` scheme, and the backends themselves."""
+
+from .protocol import (
+    EVERY_EVENT,
+    Backend,
+    DuplicateTraceError,
+    EventBounds,
+    EventFilter,
+    EventLog,
+    Record,
+    StoredEvent,
+    StoreError,
+    StoreOptions,
+    TicketLedger,
+    TraceQuery,
+    TraceStore,
+)
+from .registry import open_backend
+
+__all__ = [
+    "EVERY_EVENT", "Backend", "DuplicateTraceError", "EventBounds", "EventFilter", "EventLog", "Record", "StoreError",
+    "StoreOptions", "StoredEvent", "TicketLedger", "TraceQuery", "TraceStore", "open_backend",
+]

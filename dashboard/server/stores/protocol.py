@@ -1,0 +1,150 @@
+"""What the API needs from a backend, in three parts that a backend may provide separately.
+
+- ``TraceStore``: the traces themselves. Writes are whole records, refused when the id is taken
+  (``insert_traces``) or applied only if nobody changed the trace meanwhile (``replace_trace``, a
+  compare-and-set on ``updated_at``), so the write service can insert-or-update over any backend,
+  SQL or HTTP, without running Python inside a transaction.
+- ``EventLog``: every insert and update as an event with an integer sequence id. Ids may become
+  visible out of order (concurrent transactions on Postgres commit late), so the log exposes a
+  *watermark*: the highest id at or below which every event is committed or known never to exist.
+  Readers go up to the watermark and never past it; on SQLite it is simply the newest id.
+- ``TicketLedger``: single-use stream tickets, spent once across every API process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ...schema import EventKind, TracePage
+
+Record = dict[str, Any]  # a whole trace, as stored and sent (the fields of schema.Trace)
+
+
+class StoreError(Exception):
+    """The backend failed; the message is safe to show a user."""
+
+
+class DuplicateTraceError(StoreError):
+    def __init__(self, trace_id: str) -> None:
+        super().__init__(f"a trace with id {trace_id!r} already exists")
+        self.trace_id = trace_id
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """One event: ``body`` is the trace's JSON as stored, sent to streams without re-encoding."""
+
+    seq: int
+    kind: EventKind
+    user_id: str
+    model: str | None
+    status: str
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class TraceQuery:
+    limit: int = 100
+    cursor: int | None = None  # only traces older than this position
+    model: str | None = None
+    status: str | None = None
+    since: str | None = None  # ISO 8601 UTC; traces created at or after it
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a reader wants: one user's, optionally of one model and one status."""
+
+    user_id: str | None = None
+    model: str | None = None
+    status: str | None = None
+
+    def matches(self, event: StoredEvent) -> bool:
+        return ((self.user_id is None or event.user_id == self.user_id)
+                and (self.model is None or event.model == self.model)
+                and (self.status is None or event.status == self.status))
+
+    def narrowing(self) -> dict[str, str]:
+        """The model and status filters in force, as the ``subscribed`` event reports them."""
+        return {key: value for key, value in (("model", self.model), ("status", self.status)) if value is not None}
+
+
+EVERY_EVENT = EventFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class EventBounds:
+    """A stream can resume from any N with ``floor <= N <= watermark``; older points need a reset."""
+
+    floor: int
+    watermark: int
+
+
+class TraceStore(Protocol):
+    async def insert_traces(self, records: list[Record]) -> None:
+        """Store all or none; ``DuplicateTraceError`` when an id is taken (by anyone)."""
+
+    async def replace_trace(self, record: Record, *, expected_updated_at: str) -> bool:
+        """Replace the user's trace with ``record`` if its ``updated_at`` is still ``expected_updated_at``;
+        False (and nothing changes) otherwise, or when the user has no such trace."""
+
+    async def get_trace(self, user_id: str, trace_id: str) -> Record | None: ...
+
+    async def list_traces(self, user_id: str, query: TraceQuery) -> TracePage:
+        """Newest first; ``last_event_id`` is the watermark the page reflects."""
+
+
+class EventLog(Protocol):
+    async def bounds(self) -> EventBounds: ...
+
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
+        """Events with ``after < seq <= upto`` (``upto`` at most the watermark) matching ``which``, in order."""
+
+    async def wait_for_events(self, after: int, timeout: float) -> None:
+        """Return once the watermark may have passed ``after``, or after ``timeout`` seconds."""
+
+
+class TicketLedger(Protocol):
+    async def spend_ticket(self, ticket_id: str, expires_at: float) -> bool:
+        """True the first time a ticket id is spent, False ever after (until it has expired)."""
+
+
+class Resource(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    """What every backend is told besides its URL: how much history to keep for resuming streams."""
+
+    replay_events: int = 10_000
+    replay_seconds: float = 600.0
+
+
+@dataclass
+class Backend:
+    """The parts one ``TRACES_DB_URL`` names, and what must be opened and closed for them."""
+
+    name: str
+    traces: TraceStore
+    events: EventLog
+    tickets: TicketLedger
+    resources: tuple[Resource, ...]
+
+    async def open(self) -> None:
+        opened: list[Resource] = []
+        try:
+            for resource in self.resources:
+                await resource.open()
+                opened.append(resource)
+        except BaseException:
+            for resource in reversed(opened):
+                await resource.close()
+            raise
+
+    async def close(self) -> None:
+        for resource in reversed(self.resources):
+            await resource.close()

@@ -1,0 +1,389 @@
+"""TraceFeed: the dashboard's view-model. It owns the table's state, the new-count, the connection's
+health and errors, and the per-model stats; the views only read it and call its actions.
+
+One background task follows the stream (``dashboard.client.TraceStream``, which loads the snapshot
+first and streams on from it) and drops events into a small inbox keyed by trace id (a burst of
+updates to one call coalesces into one row change). A second task applies the inbox, resting
+``batch_seconds`` between batches, under ``pn.io.hold()``, so a burst reaches the browser as one
+message, and keeps the clocks (health age, "refreshed 8 s ago", retry countdown) current.
+
+Arrivals never move rows under a user who has selected a row or scrolled away from the top: they
+queue behind the "N new" badge until viewed. Works the same in ``panel serve`` and in Jupyter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import pandas as pd
+import panel as pn
+import param
+
+from ..client import (
+    ConnectionStatus,
+    Snapshot,
+    StreamError,
+    StreamHealth,
+    TraceEvent,
+    TraceStream,
+    fetch_snapshot,
+)
+from ..schema import TraceStatus
+from .rows import matches_text
+from .follower import StreamFollower
+from .stats import RollingModelStats
+from .table_state import NO_CHANGE, TableChanges, TableState
+from .toast_digest import ToastDigest
+from .wording import connection_words
+
+log = logging.getLogger(__name__)
+
+STATUS_CHOICES = ["", *(status.value for status in TraceStatus)]  # '' for every status
+Notifier = Callable[[str, str], None]  # (level: "info" | "success" | "warning" | "error", message)
+
+
+class TraceFeed(param.Parameterized):
+    """The live traces of one user, as a pandas frame plus everything the dashboard shows about them."""
+
+    # What the user sets.
+    api_url = param.String(default="http://127.0.0.1:8000", doc="The trace API.")
+    live = param.Boolean(default=True, doc="Follow the stream. Off closes it; on resumes without a gap.")
+    model = param.String(default="", doc="Only this model ('' for all): a filter on the server's stream.")
+    status_filter = param.Selector(default="", objects=STATUS_CHOICES, doc="Only traces in this status ('' for all), on the server.")
+    text = param.String(default="", doc="Only traces containing this text (name, model, error, input, output).")
+    max_rows = param.Integer(default=5000, bounds=(10, None), doc="Rows kept; older ones roll off.")
+    batch_seconds = param.Number(default=0.25, bounds=(0.01, None), doc="How often arrivals are applied.")
+    warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
+    highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
+    flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
+    toast_seconds = param.Number(default=10.0, doc="Trace toasts are coalesced over this long (one per burst).")
+    stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
+    stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
+    max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")
+    initial_backoff = param.Number(default=0.5, doc="The first wait between reconnection attempts.")
+
+    # What the views read.
+    frame = param.DataFrame(doc="The rows shown, newest first, at most ``max_rows``.")
+    changes = param.ClassSelector(class_=TableChanges, doc="The last batch applied to ``frame``.")
+    new_count = param.Integer(default=0, doc="Traces arrived since the user last viewed them.")
+    queued = param.Integer(default=0, doc="Arrivals held back while the user has scrolled or selected.")
+    connection = param.Selector(default=ConnectionStatus.off, objects=list(ConnectionStatus),
+                                doc="The connection's state: off | connecting | connected | reconnecting | error")
+    connection_text = param.String(default="off", doc="The connection's state in words.")
+    error = param.String(default="", doc="What went wrong, for the banner ('' when nothing is wrong).")
+    heartbeat_age = param.Number(default=None, allow_None=True, doc="Seconds since the last ping or event.")
+    health_warning = param.Boolean(default=False, doc="No ping or event for more than ``warn_after``.")
+    last_refresh_at = param.Date(default=None, doc="When the snapshot was last loaded (UTC).")
+    refresh_text = param.String(default="not loaded yet")
+    models = param.List(default=[], item_type=str, doc="Every model seen, for the filter.")
+    model_stats = param.List(default=[], doc="ModelStats per model over the rolling window.")
+    stats_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of ``model_stats``.")
+
+    holding_reason = param.String(default="", doc="Why arrivals wait behind the badge ('' when they show at once).")
+
+    # What the table tells us about the user.
+    selected_id = param.String(default="", doc="The selected trace's id ('' for none).")
+    at_top = param.Boolean(default=True, doc="The user sees the top of the table (first page, not scrolled).")
+
+    def __init__(self, token: str | None = None, *, notifier: Notifier | None = None,
+                 client: httpx.AsyncClient | None = None, **params: Any) -> None:
+        params.setdefault("changes", NO_CHANGE)
+        super().__init__(**params)
+        self._token = token or ""
+        self.notifier = notifier
+        self._client = client  # for tests; normally each stream owns its own
+        self.toasts: deque[tuple[str, str]] = deque(maxlen=100)
+        self._table = TableState(self.max_rows, highlight_seconds=self.highlight_seconds,
+                                 flash_seconds=self.flash_seconds)
+        self.frame = self._table.frame
+        self._inbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._stats = RollingModelStats(self.stats_window)
+        self._digest = ToastDigest()
+        self._pending_snapshot: Snapshot | None = None
+        self._needs_snapshot = True
+        self._position: int | None = None
+        self._health = StreamHealth()
+        self._was_connected = False
+        self._last_toast = 0.0
+        self._last_stats = 0.0
+        self._last_clock = 0.0
+        self._follower = StreamFollower(self._open_stream, self.ingest)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ----------------------------------------------------------------------------- actions
+
+    @property
+    def token(self) -> str:
+        return self._token
+
+    def set_token(self, token: str) -> None:
+        """Use this token from now on (asked for in the page when TRACES_TOKEN is not set)."""
+        self._token = token.strip()
+        self.refresh()
+
+    @property
+    def running(self) -> bool:
+        return any(not task.done() for task in self._tasks)
+
+    def start(self) -> None:
+        """Start following (on the running event loop). Stop with ``await feed.stop()``."""
+        if self.running:
+            return
+        self._tasks = [
+            asyncio.create_task(self._follower.run(), name="trace-feed follow"),
+            asyncio.create_task(self._apply_loop(), name="trace-feed apply"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop both tasks and close the stream; the frame stays as it is."""
+        tasks = self._tasks
+        self.cancel()
+        self._tasks = []
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._health = StreamHealth()
+        self._update_connection(time.time())
+
+    def cancel(self) -> None:
+        """Cancel both tasks without waiting: for a session-destroyed callback, which cannot await.
+        The tasks still close their stream on the way out."""
+        for task in self._tasks:
+            task.cancel()
+
+    def retry_now(self) -> None:
+        """Reconnect at once, with the settings as they are now, instead of waiting out the backoff
+        (the banner's Retry button); the stream resumes where it was."""
+        self._follower.restart()
+
+    def refresh(self) -> None:
+        """Reload the snapshot, then continue the stream from its position, staying live."""
+        self._needs_snapshot = True
+        self._follower.restart()
+
+    def view_new(self) -> None:
+        """The user looks at the new rows: queued rows appear, highlights end, the count resets."""
+        with pn.io.hold():
+            changes = self._table.release_held(time.time())
+            self.frame = self._table.frame
+            self.queued = 0
+            self.new_count = 0
+            self._publish(changes)
+
+    def filtered_frame(self) -> pd.DataFrame:
+        """A copy of the rows shown (newest first), for your own analysis."""
+        return self.frame.copy()
+
+    async def snapshot_frame(self, limit: int = 1000) -> pd.DataFrame:
+        """Pull your recent traces (with every field) into a new DataFrame, newest first."""
+        snapshot = await fetch_snapshot(self.api_url, self._token, model=self.model or None,
+                                        status=self.status_filter or None, limit=limit, client=self._client)
+        return pd.DataFrame(snapshot.traces)
+
+    async def wait_for(self, predicate: Callable[["TraceFeed"], bool], timeout: float = 10.0) -> None:
+        """Wait until ``predicate(feed)`` holds, checked whenever the feed changes (not by polling).
+
+        ``await feed.wait_for(lambda f: f.connection == "connected")`` in a notebook or a test; raises
+        TimeoutError, saying what the feed was doing, if it does not happen in ``timeout`` seconds.
+        """
+        ready = asyncio.Event()
+
+        def check(*_: object) -> None:
+            if predicate(self):
+                ready.set()
+
+        watcher = self.param.watch(check, [name for name in self.param if name != "name"])
+        try:
+            check()
+            async with asyncio.timeout(timeout):
+                await ready.wait()
+        except TimeoutError:
+            raise TimeoutError(f"gave up after {timeout:g} s: {self.connection_text!r}, {len(self.frame)} rows"
+                               + (f", {self.error}" if self.error else "")) from None
+        finally:
+            self.param.unwatch(watcher)
+
+    def trace(self, trace_id: str) -> dict[str, Any] | None:
+        """The whole trace (input, output, metadata) of a row shown or queued."""
+        return self._table.trace(trace_id)
+
+    # --------------------------------------------------------------------- what changes it
+
+    @param.depends("live", watch=True)
+    def _on_live(self) -> None:
+        self._follower.restart()
+
+    @param.depends("model", "status_filter", watch=True)
+    def _on_server_filter(self) -> None:
+        self.refresh()
+
+    @param.depends("text", watch=True)
+    def _on_text(self) -> None:
+        """Re-filter the rows shown; arrivals are filtered as they come. Traces hidden earlier by
+        another text are not kept, so widening the filter shows them again only after a Refresh."""
+        kept = [trace for trace in self._table.shown() if matches_text(trace, self.text)]
+        with pn.io.hold():
+            self._publish(self._table.replace(kept))
+            self.frame = self._table.frame
+
+    @param.depends("selected_id", "at_top", watch=True)
+    def _on_viewport(self) -> None:
+        self.holding_reason = ("a row is selected" if self.selected_id else
+                               "you browse the table" if not self.at_top else "")
+        if not self.holding:
+            self.view_new()
+
+    @property
+    def holding(self) -> bool:
+        """Arrivals wait behind the badge: the user has a row selected or is not at the top."""
+        return bool(self.selected_id) or not self.at_top
+
+    # ------------------------------------------------------------------- the follow task
+
+    def _open_stream(self) -> TraceStream | None:
+        """The stream the feed should follow now (None while paused or without a token)."""
+        if not self.live or not self._token:
+            self._health = StreamHealth()
+            return None
+        return TraceStream(
+            self.api_url, self._token, model=self.model or None, status=self.status_filter or None,
+            last_event_id=None if self._needs_snapshot else self._position, load_snapshot=self._needs_snapshot,
+            snapshot_limit=self.max_rows, on_health=self.on_health, client=self._client,
+            max_backoff=self.max_backoff, initial_backoff=self.initial_backoff,
+        )
+
+    def ingest(self, event: object) -> None:
+        """Take one stream event; it shows at the next ``flush``. Updates to one trace coalesce."""
+        match event:
+            case TraceEvent(trace=trace):
+                self._inbox[trace["id"]] = trace
+                self._inbox.move_to_end(trace["id"])
+                self._position = event.id
+            case Snapshot():
+                self._inbox.clear()
+                self._pending_snapshot = event
+                self._needs_snapshot = False
+                self._position = event.last_event_id
+            case StreamError(message=message):
+                log.info("the stream reported: %s", message)
+
+    def on_health(self, health: StreamHealth) -> None:
+        """The stream's health changed (called by the client); the next batch turns it into params."""
+        self._health = health
+
+    # --------------------------------------------------------------------- the apply task
+
+    async def _apply_loop(self) -> None:
+        """Flush, then rest ``batch_seconds``: the cycle stretches when a flush is slow, so a busy
+        dashboard sends fewer, larger updates. A fixed 250 ms schedule was measured against this
+        (``bench/dashboard_bench.py``, 100 events/s): the browser spent 76% of a core instead of 60%,
+        and on the 2-core bench machine the lag went from 407 ms to 998 ms (p50)."""
+        while True:
+            try:
+                self.flush()
+            except Exception:  # never let one bad batch stop the dashboard
+                log.exception("applying a batch of traces failed")
+            await asyncio.sleep(self.batch_seconds)
+
+    def flush(self, now: float | None = None) -> TableChanges:
+        """Apply what arrived since the last call; returns the batch (also published as ``changes``)."""
+        now = time.time() if now is None else now
+        table = self._table
+        with pn.io.hold():
+            changes = NO_CHANGE
+            if self._pending_snapshot is not None:
+                snapshot, self._pending_snapshot = self._pending_snapshot, None
+                changes = self._apply_snapshot(snapshot, now)
+            if self._inbox:
+                inbox, self._inbox = self._inbox, OrderedDict()
+                changes = changes.then(self._apply_arrivals(list(inbox.values()), now))
+            changes = changes.then(table.expire_flags(now))
+            self.frame = table.frame
+            self._publish(changes)
+            self._update_connection(now)
+            if now - self._last_clock >= 1.0 or changes.reset:
+                self._last_clock = now
+                self._update_refresh_text(now)
+            if now - self._last_toast >= self.toast_seconds:
+                self._last_toast = now
+                for level, message in self._digest.drain():
+                    self._toast(level, message)
+            if now - self._last_stats >= self.stats_seconds or changes.reset:
+                self._last_stats = now
+                self.model_stats = self._stats.compute(now)
+                self.stats_at = now
+        return changes
+
+    def _apply_snapshot(self, snapshot: Snapshot, now: float) -> TableChanges:
+        traces = list(reversed(snapshot.traces))  # oldest first, as rows arrive
+        for trace in traces:
+            self._stats.add_if_final(trace, now)
+        self._table.held.clear()
+        self.last_refresh_at = datetime.now(timezone.utc)
+        self._note_models(traces)
+        self.new_count = 0
+        self.queued = 0
+        return self._table.replace([t for t in traces if matches_text(t, self.text)])
+
+    def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
+        for trace in traces:
+            if self._stats.add_if_final(trace, now) and trace["status"] == TraceStatus.error.value:
+                self._digest.failed(trace)
+        changes, new = self._table.arrive(traces, now, text=self.text, holding=self.holding)
+        for trace in new:
+            self._digest.new(trace)
+        self.new_count += len(new)
+        self.queued = len(self._table.held)
+        self._note_models(traces)
+        return changes
+
+    def _publish(self, changes: TableChanges) -> None:
+        if not changes.empty:
+            self.changes = changes
+
+    def _note_models(self, traces: list[dict[str, Any]]) -> None:
+        seen = {t.get("model") for t in traces if t.get("model")}
+        if not seen <= set(self.models):
+            self.models = sorted(set(self.models) | seen)
+
+    # ------------------------------------------------------------------- clocks and words
+
+    def _update_connection(self, now: float) -> None:
+        """The connection's state and its words from the stream's health; toasts when it is lost or back."""
+        health = self._health
+        status = health.status
+        text, error = connection_words(health, live=self.live)
+        previous = self.connection
+        self.connection, self.connection_text, self.error = status, text, error
+        if status == ConnectionStatus.connected and previous != ConnectionStatus.connected:
+            if self._was_connected:
+                self._toast("success", "connection restored")
+            self._was_connected = True
+        elif previous == ConnectionStatus.connected and status in (ConnectionStatus.reconnecting, ConnectionStatus.error):
+            self._toast("error", error or "connection lost")
+        last = health.last_activity_at
+        if status in (ConnectionStatus.off, ConnectionStatus.error) or last is None:
+            self.heartbeat_age = None
+            self.health_warning = False
+        else:  # while reconnecting the age keeps growing from the last sign of life
+            self.heartbeat_age = round(max(0.0, now - last.timestamp()), 1)
+            self.health_warning = self.heartbeat_age > self.warn_after
+
+    def _update_refresh_text(self, now: float) -> None:
+        if self.last_refresh_at is not None:
+            ago = max(0, round(now - self.last_refresh_at.timestamp()))
+            self.refresh_text = f"refreshed {self.last_refresh_at.astimezone().strftime('%H:%M:%S')} ({ago} s ago)"
+
+    def _toast(self, level: str, message: str) -> None:
+        self.toasts.append((level, message))
+        if self.notifier is not None:
+            try:
+                self.notifier(level, message)
+            except Exception:
+                log.exception("a toast failed")

@@ -1,0 +1,84 @@
+"""How a trace becomes a table row, and whether it matches the text filter.
+
+The table keeps an integer row label (the order rows arrived in) and the trace id as a column:
+Tabulator streams and patches by label, and sorts newest first on it.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from typing import Any
+
+import pandas as pd
+
+ROW_COLUMNS = ("seq", "id", "time", "name", "model", "status", "latency_ms", "total_tokens", "cost_usd", "error", "flag")
+TEXT_FIELDS = ("id", "name", "model", "provider", "status", "error", "input", "output")
+
+
+class Flag(str, Enum):
+    """A row's highlight, rendered as a CSS class: new until viewed, changed for a moment after an update."""
+
+    NEW = "new"
+    CHANGED = "changed"
+    NONE = ""
+
+
+def display_time(trace: dict[str, Any]) -> str:
+    """``YYYY-MM-DD HH:MM:SS`` (UTC) of when the call started, or when it was recorded."""
+    moment = trace.get("started_at") or trace.get("created_at") or ""
+    return moment[:19].replace("T", " ")
+
+
+def table_row(trace: dict[str, Any], flag: Flag = Flag.NONE) -> dict[str, Any]:
+    return {
+        "id": trace["id"],
+        "time": display_time(trace),
+        "name": trace.get("name") or "",
+        "model": trace.get("model") or "",
+        "status": trace.get("status") or "",
+        "latency_ms": _number(trace.get("latency_ms")),
+        "total_tokens": _number(trace.get("total_tokens")),
+        "cost_usd": _number(trace.get("cost_usd")),
+        "error": trace.get("error") or "",
+        "flag": Flag(flag).value,
+    }
+
+
+def empty_frame() -> pd.DataFrame:
+    frame = pd.DataFrame({column: pd.Series(dtype=_dtype(column)) for column in ROW_COLUMNS})
+    frame.index = pd.RangeIndex(0, name="row")
+    return frame
+
+
+def rows_frame(rows: list[dict[str, Any]], labels: list[int]) -> pd.DataFrame:
+    if not rows:
+        return empty_frame()
+    frame = pd.DataFrame(rows, columns=[c for c in ROW_COLUMNS if c != "seq"], index=pd.Index(labels, name="row"))
+    frame.insert(0, "seq", labels)  # the row label again, as a column the table can sort on
+    return frame.astype({column: _dtype(column) for column in ROW_COLUMNS})
+
+
+def matches_text(trace: dict[str, Any], text: str) -> bool:
+    """Case-insensitive substring match over the fields a person would search (input and output too)."""
+    if not text:
+        return True
+    needle = text.casefold()
+    for field in TEXT_FIELDS:
+        value = trace.get(field)
+        if value is None:
+            continue
+        haystack = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        if needle in haystack.casefold():
+            return True
+    return False
+
+
+def _number(value: Any) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def _dtype(column: str) -> str:
+    if column == "seq":
+        return "int64"
+    return "float64" if column in ("latency_ms", "total_tokens", "cost_usd") else "object"

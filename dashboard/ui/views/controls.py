@@ -1,0 +1,179 @@
+"""The strip above the table: live toggle with its "N new" badge, the status light and words, Refresh
+with its time, filters, the connection-health gauge, the error banner with Retry, and the token prompt."""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+import param
+from panel.viewable import Viewer
+
+from ...client import ConnectionStatus
+from ..feed import STATUS_CHOICES, TraceFeed
+from .style import CONNECTION_COLOURS
+
+
+class LiveControls(Viewer):
+    """Live toggle + badge, status light in words, Refresh and when it last happened."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+    on_badge = param.Callable(default=None, doc="What clicking the badge does (default: feed.view_new).")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        feed = self.feed
+        self.toggle = pn.widgets.Toggle.from_param(feed.param.live, name="Live", button_type="success",
+                                                   width=90, margin=(5, 0, 5, 5))
+        self.badge = pn.widgets.Button(name="0 new", button_type="primary", visible=False, width=80,
+                                       margin=(5, 5, 5, 0), description="Show the new traces and reset the count")
+        self.badge.on_click(lambda _: (self.on_badge or feed.view_new)())
+        self.connection = pn.pane.HTML(margin=(5, 10), min_width=260)
+        self.refresh = pn.widgets.Button(name="↻ Refresh", button_type="default", width=100,
+                                         description="Reload the traces, then keep streaming")
+        self.refresh.on_click(lambda _: feed.refresh())
+        self.refreshed = pn.pane.HTML(margin=(5, 10), styles={"color": "#4b5563"})
+        self.holding = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"})
+        feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "refresh_text", "holding_reason"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        feed = self.feed
+        self.toggle.name = "● Live" if feed.live else "❚❚ Paused"
+        self.toggle.button_type = "success" if feed.live else "default"
+        self.badge.name = f"{feed.new_count} new"
+        self.badge.visible = feed.new_count > 0
+        colour = CONNECTION_COLOURS[feed.connection]
+        self.connection.object = (
+            f'<span class="trace-status" data-status="{feed.connection.value}" style="display:inline-flex;align-items:center;'
+            f'gap:6px;font-size:14px"><span style="width:11px;height:11px;border-radius:50%;background:{colour};'
+            f'display:inline-block"></span>{html.escape(feed.connection_text)}</span>'
+        )
+        self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
+        self.holding.visible = bool(feed.holding_reason)
+        self.holding.object = (f'<span class="trace-holding">new rows wait while {html.escape(feed.holding_reason)}'
+                               '</span>' if feed.holding_reason else "")
+
+    def __panel__(self):
+        return pn.Row(self.toggle, self.badge, self.connection, self.holding, pn.layout.HSpacer(), self.refreshed, self.refresh,
+                      sizing_mode="stretch_width", styles={"align-items": "center"})
+
+
+class FilterBar(Viewer):
+    """Model, status and text filters; changing them keeps live mode on."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        feed = self.feed
+        self.model = pn.widgets.Select(name="Model", options=self._model_options(), value=feed.model, width=200)
+        self.trace_status = pn.widgets.Select(name="Status", options={"all": "", **{s: s for s in STATUS_CHOICES if s}},
+                                        value=feed.status_filter, width=140)
+        self.text = pn.widgets.TextInput(name="Search", placeholder="name, model, error, input, output…",
+                                         value=feed.text, width=300)
+        self.model.param.watch(lambda e: setattr(feed, "model", e.new), "value")
+        self.trace_status.param.watch(lambda e: setattr(feed, "status_filter", e.new), "value")
+        self.text.param.watch(lambda e: setattr(feed, "text", e.new.strip()), "value")
+        feed.param.watch(lambda _: setattr(self.model, "options", self._model_options()), "models")
+
+    def _model_options(self) -> dict[str, str]:
+        models = sorted(set(self.feed.models) | ({self.feed.model} - {""}))
+        return {"all models": "", **{model: model for model in models}}
+
+    def __panel__(self):
+        return pn.Row(self.model, self.trace_status, self.text, sizing_mode="stretch_width")
+
+
+class HealthGauge(Viewer):
+    """Seconds since the last ping or event, green while fresh, amber near and red past the warning."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        warn = self.feed.warn_after
+        self.gauge = pn.indicators.Gauge(
+            name="since last ping", value=0, bounds=(0, int(warn * 1.5)), format="{value} s",
+            colors=[(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")], width=190, height=190, margin=0,
+            title_size=11, num_splits=3, annulus_width=10,
+            # The title and the value sit below the hub, clear of the needle.
+            custom_opts={"title": {"offsetCenter": [0, "88%"], "color": "#4b5563"},
+                         "detail": {"offsetCenter": [0, "58%"], "fontSize": 22},
+                         "pointer": {"length": "58%", "width": 5}},
+        )
+        self.caption = pn.pane.HTML(margin=(0, 10), styles={"font-size": "14px"}, width=200, align="center")
+        self.feed.param.watch(self._render, ["heartbeat_age", "health_warning", "connection"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        feed = self.feed
+        age = feed.heartbeat_age
+        self.gauge.value = min(int(age or 0), self.gauge.bounds[1])
+        if age is None:
+            quiet = feed.connection in (ConnectionStatus.off, ConnectionStatus.error)
+            words = "no connection" if quiet else "waiting for the first ping"
+            line = f'<span class="trace-health" data-warning="false">{words}</span>'
+        elif feed.health_warning:
+            line = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
+                    f'⚠ no ping or event for {age:.0f} s</span>')
+        elif feed.connection != ConnectionStatus.connected:  # reconnecting: not healthy, though not yet a minute of silence
+            line = (f'<span class="trace-health" data-warning="false" style="color:#b45309;font-weight:600">'
+                    f'{feed.connection.value}: last sign of life {age:.0f} s ago</span>')
+        else:
+            line = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age:.0f} s ago</span>'
+        self.caption.object = (f'<div style="font-weight:600;color:#374151;margin-bottom:4px">Connection health</div>{line}'
+                               f'<div style="color:#6b7280;font-size:12px;margin-top:4px">'
+                               f'warns after {feed.warn_after:g} s without a ping or event</div>')
+
+    def __panel__(self):
+        return pn.Row(self.gauge, self.caption, width=420)
+
+
+class ErrorBanner(Viewer):
+    """What went wrong, in words, with a Retry button that reconnects now instead of after the backoff."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.message = pn.pane.Alert(alert_type="danger", margin=0, sizing_mode="stretch_width")
+        self.retry = pn.widgets.Button(name="Retry now", button_type="danger", width=110)
+        self.retry.on_click(lambda _: self.feed.retry_now())
+        self.layout = pn.Row(self.message, self.retry, sizing_mode="stretch_width", visible=False,
+                             styles={"align-items": "center"})
+        self.feed.param.watch(self._render, ["error", "connection_text"])
+        self._render()
+
+    def _render(self, *_: object) -> None:
+        error = self.feed.error
+        self.layout.visible = bool(error)
+        if error:
+            detail = "" if self.feed.connection == ConnectionStatus.error else f" — {self.feed.connection_text}"
+            self.message.object = f"**{error}**{detail}"
+
+    def __panel__(self):
+        return self.layout
+
+
+class TokenPrompt(Viewer):
+    """Asks for a token when TRACES_TOKEN is not set; it stays in this session only."""
+
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.token = pn.widgets.PasswordInput(name="API token", placeholder="paste a JWT (python -m dashboard token --user ID)",
+                                              width=420)
+        self.connect = pn.widgets.Button(name="Connect", button_type="primary", width=100, margin=(24, 5, 5, 5))
+        self.connect.on_click(self._use)
+        self.layout = pn.Row(self.token, self.connect, visible=not self.feed.token)
+
+    def _use(self, *_: object) -> None:
+        if self.token.value.strip():
+            self.feed.set_token(self.token.value)
+            self.token.value = ""
+            self.layout.visible = False
+
+    def __panel__(self):
+        return self.layout

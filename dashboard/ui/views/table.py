@@ -1,0 +1,103 @@
+"""The trace table: newest first, status as a coloured pill, new rows highlighted and changed rows flashed.
+
+The feed keeps its frame newest first, so the table needs no sorting of its own. Paginated on the
+server: each batch sends the visible page (50 rows), never the whole frame. While the user is busy
+(a row selected, the pointer on the rows, scrolled down, another page, or sorted by a column) the table is left alone, so
+nothing moves under them; it catches up, in one message, when they come back or click the badge.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
+from panel.viewable import Viewer
+
+from ..feed import TraceFeed
+from .scroll import ScrollSensor
+from .style import trace_status_css
+
+PAGE_SIZE = 50
+TABLE_HEIGHT = 640  # about 20 rows in view; the side column (gauge, detail) matches it
+
+# Each row carries its flag on the status pill; ``:has`` lets the whole row take the colour.
+TABLE_CSS = """
+.tabulator-row:has([data-flag="new"]) { background-color: #fffbeb !important; box-shadow: inset 4px 0 0 #f59e0b; }
+.tabulator-row:has([data-flag="changed"]) { background-color: #dbeafe !important; box-shadow: inset 4px 0 0 #3b82f6; }
+.tabulator-row.tabulator-selected { background-color: #e0e7ff !important; outline: 2px solid #4f46e5; outline-offset: -2px; }
+""" + trace_status_css()
+
+
+class TraceTable(Viewer):
+    feed = param.ClassSelector(class_=TraceFeed)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        feed = self.feed
+        self.table = pn.widgets.Tabulator(
+            feed.frame,
+            pagination="remote",
+            page_size=PAGE_SIZE,
+            show_index=False,
+            selectable=1,
+            disabled=True,
+            hidden_columns=["seq", "id", "flag"],
+            titles={"time": "time (UTC)", "latency_ms": "latency ms", "total_tokens": "tokens", "cost_usd": "cost $"},
+            formatters={
+                "status": HTMLTemplateFormatter(
+                    template='<span class="status-pill status-<%= value %>" data-flag="<%= flag %>"><%= value %></span>'),
+                "latency_ms": NumberFormatter(format="0,0"),
+                "total_tokens": NumberFormatter(format="0,0"),
+                "cost_usd": NumberFormatter(format="0.00000"),
+            },
+            stylesheets=[TABLE_CSS],
+            css_classes=["trace-table"],
+            layout="fit_data_stretch",
+            sizing_mode="stretch_width",
+            height=TABLE_HEIGHT,
+        )
+        self.sensor = ScrollSensor(width=0, height=0, margin=0)
+        feed.param.watch(self._show, "changes")
+        feed.param.watch(self._on_holding, "holding_reason")
+        feed.param.watch(self._on_feed_selection, "selected_id")
+        self.table.param.watch(self._on_selection, "selection")
+        self.table.param.watch(self._on_viewport, ["page", "sorters"])
+        self.sensor.param.watch(self._on_viewport, ["scrolled", "pointer_over"])
+
+    def _show(self, *_: object) -> None:
+        """Send the current page of the feed's frame, unless the user is busy with the table."""
+        if self.feed.holding and not self.feed.changes.reset:
+            return
+        # Same object, then a trigger: Panel recomputes and sends the page, and keeps the selection
+        # (it clears it when ``value`` becomes another object).
+        with param.discard_events(self.table):
+            self.table.value = self.feed.frame
+        self.table.param.trigger("value")
+
+    def _on_holding(self, event: param.parameterized.Event) -> None:
+        if not event.new:  # the user is back: show what changed meanwhile
+            self._show()
+
+    def _on_selection(self, _: param.parameterized.Event) -> None:
+        rows = self.table.selected_dataframe
+        self.feed.selected_id = str(rows["id"].iloc[0]) if len(rows) else ""
+
+    def _on_feed_selection(self, event: param.parameterized.Event) -> None:
+        if not event.new and self.table.selection:
+            self.table.selection = []
+
+    def _on_viewport(self, *_: object) -> None:
+        sensor = self.sensor
+        self.feed.at_top = (self.table.page == 1 and not self.table.sorters
+                            and not sensor.scrolled and not sensor.pointer_over)
+
+    def show_newest(self) -> None:
+        """What the badge does: drop the selection and any sorting, go to the top, show what arrived."""
+        self.feed.selected_id = ""
+        self.table.sorters = []
+        self.table.page = 1
+        self.sensor.to_top()
+        self.feed.view_new()
+
+    def __panel__(self):
+        return pn.Column(self.table, self.sensor, sizing_mode="stretch_width")

@@ -1,0 +1,45 @@
+"""The connection's state in words a person reads at a glance, and what a toast says about a call."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ..client import ConnectionStatus, StreamHealth
+
+
+def connection_words(health: StreamHealth, *, live: bool) -> tuple[str, str]:
+    """(the status line, the error banner's message or '') for this health."""
+    match health.status:
+        case ConnectionStatus.off:
+            return ("off" if live else "paused"), ""
+        case ConnectionStatus.connecting:
+            return "connecting…", ""
+        case ConnectionStatus.connected:
+            return "connected", ""
+        case ConnectionStatus.reconnecting:
+            error = f"connection lost: {health.last_error}" if health.last_error else ""
+            return reconnecting_words(health.attempt, health.retry_in()), error
+        case _:
+            reason = health.last_error or "unknown error"
+            return f"connection lost: {reason}", f"connection lost: {reason}"
+
+
+def reconnecting_words(attempt: int, retry_in: float | None) -> str:
+    attempt = max(attempt, 1)
+    if retry_in is None or retry_in < 0.5:
+        return f"reconnecting (attempt {attempt})"
+    return f"reconnecting (attempt {attempt}, next in {math.ceil(retry_in)} s)"
+
+
+def shorten(text: str, limit: int = 120) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe_call(trace: dict[str, Any]) -> str:
+    """'gpt-4o · summarize · 812 ms': what a toast says about one call."""
+    parts = [trace.get("model") or "unknown model", trace.get("name") or trace.get("id", "")]
+    latency = trace.get("latency_ms")
+    parts.append(f"{latency:,.0f} ms" if latency is not None else trace.get("status") or "")
+    return " · ".join(part for part in parts if part)

@@ -1,0 +1,251 @@
+"""TraceFeed, the dashboard's view-model, without a browser: batches, the badge, queueing, highlights,
+toasts, health words, filters, rollover, stats."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from dashboard.client import Snapshot, StreamHealth, TraceEvent
+from dashboard.ui.feed import TraceFeed
+from dashboard.ui.rows import Flag
+
+T0 = 1_800_000_000.0
+
+
+def trace(trace_id: str, **fields) -> dict:
+    base = {"id": trace_id, "user_id": "alice", "name": "summarize", "model": "gpt-4o", "status": "running",
+            "created_at": "2026-11-25T10:00:00.000000Z", "latency_ms": None, "error": None}
+    return base | fields
+
+
+class Feed:
+    """A TraceFeed driven by hand: events in, ``flush(at)`` out, toasts recorded."""
+
+    def __init__(self, **params) -> None:
+        self.feed = TraceFeed("token", **params)
+        self.seq = 0
+
+    def arrive(self, *traces: dict, update: bool = False) -> None:
+        for item in traces:
+            self.seq += 1
+            self.feed.ingest(TraceEvent(self.seq, "trace_update" if update else "trace", item))
+
+    def flush(self, at: float = T0):
+        return self.feed.flush(now=at)
+
+    def ids(self) -> list[str]:
+        """Row ids oldest first (the frame itself is newest first, as the table shows it)."""
+        return list(self.feed.frame["id"])[::-1]
+
+    def flags(self) -> dict[str, str]:
+        return dict(zip(self.feed.frame["id"], self.feed.frame["flag"]))
+
+
+def test_a_new_trace_appears_highlighted_and_counts_in_the_badge():
+    f = Feed()
+    f.arrive(trace("a"))
+    changes = f.flush()
+    assert f.ids() == ["a"]
+    assert list(changes.appended["id"]) == ["a"]
+    assert f.flags() == {"a": Flag.NEW}
+    assert f.feed.new_count == 1
+
+
+def test_viewing_resets_the_count_and_ends_the_highlight():
+    f = Feed()
+    f.arrive(trace("a"), trace("b"))
+    f.flush()
+    f.feed.view_new()
+    assert f.feed.new_count == 0
+    assert f.flags() == {"a": Flag.NONE, "b": Flag.NONE}
+    assert sorted(f.feed.changes.patches["flag"]) == [(0, Flag.NONE), (1, Flag.NONE)]
+
+
+def test_an_update_changes_the_row_in_place_and_flashes_it():
+    f = Feed(flash_seconds=1.5, highlight_seconds=8)
+    f.arrive(trace("a"))
+    f.flush(T0)
+    f.arrive(trace("a", status="success", latency_ms=812.0), update=True)
+    changes = f.flush(T0 + 1)
+    assert f.ids() == ["a"]  # no second row
+    assert changes.appended is None  # no new row
+    assert dict(changes.patches)["status"] == [(0, "success")]
+    assert f.flags() == {"a": Flag.CHANGED}
+    f.flush(T0 + 3)  # the flash ends; the row is still new
+    assert f.flags() == {"a": Flag.NEW}
+    f.flush(T0 + 9)
+    assert f.flags() == {"a": Flag.NONE}
+    assert f.feed.new_count == 1  # an update is not a new trace
+
+
+def test_updates_to_one_trace_in_one_batch_coalesce():
+    f = Feed()
+    f.arrive(trace("a"))
+    f.arrive(trace("a", status="success"), update=True)
+    changes = f.flush()
+    assert list(changes.appended["status"]) == ["success"]
+    assert not changes.patches
+
+
+@pytest.mark.parametrize("how", ["selected", "scrolled"])
+def test_arrivals_queue_behind_the_badge_while_the_user_is_busy(how):
+    f = Feed()
+    f.arrive(trace("a"))
+    f.flush()
+    if how == "selected":
+        f.feed.selected_id = "a"
+    else:
+        f.feed.at_top = False
+    f.arrive(trace("b"), trace("c"))
+    f.arrive(trace("a", status="error", error="Timeout"), update=True)
+    changes = f.flush(T0 + 1)
+    assert f.ids() == ["a"]  # nothing moved under the user...
+    assert dict(changes.patches)["status"] == [(0, "error")]  # ...but the shown row still changes in place
+    assert (f.feed.new_count, f.feed.queued) == (3, 2)  # a was never viewed either
+    if how == "selected":
+        f.feed.selected_id = ""
+    else:
+        f.feed.at_top = True
+    assert f.ids() == ["a", "b", "c"]
+    assert (f.feed.new_count, f.feed.queued) == (0, 0)
+
+
+def test_clicking_the_badge_shows_queued_rows_even_while_scrolled():
+    f = Feed()
+    f.feed.at_top = False
+    f.arrive(trace("a"))
+    f.flush()
+    assert f.ids() == []
+    f.feed.view_new()
+    assert f.ids() == ["a"] and f.feed.new_count == 0
+
+
+def test_rows_roll_over_at_max_rows():
+    f = Feed(max_rows=10)
+    f.arrive(*(trace(f"t{i}") for i in range(25)))
+    f.flush()
+    assert f.ids() == [f"t{i}" for i in range(15, 25)]
+    assert f.feed.trace("t3") is None and f.feed.trace("t24")["id"] == "t24"
+    f.arrive(trace("t3", status="success"), update=True)  # an update for a row that rolled off: ignored...
+    f.flush(T0 + 1)
+    assert len(f.ids()) == 10
+
+
+def test_a_burst_makes_one_toast_and_a_single_arrival_names_the_call():
+    f = Feed(toast_seconds=3)
+    f.flush(T0)
+    f.arrive(*(trace(f"t{i}") for i in range(37)))
+    f.flush(T0 + 0.25)
+    f.flush(T0 + 3)
+    f.arrive(trace("one", model="claude-3-haiku", name="classify", status="success", latency_ms=812.0))
+    f.flush(T0 + 6)
+    assert list(f.feed.toasts) == [("info", "37 new traces"), ("info", "new trace: claude-3-haiku · classify · 812 ms")]
+
+
+def test_a_failed_call_makes_an_error_toast():
+    f = Feed(toast_seconds=3)
+    f.flush(T0)
+    f.arrive(trace("a"))
+    f.arrive(trace("a", status="error", error="RateLimitError: 429 Too Many Requests", latency_ms=40.0), update=True)
+    f.flush(T0 + 3)
+    assert ("error", "failed: gpt-4o · summarize · 40 ms: RateLimitError: 429 Too Many Requests") in f.feed.toasts
+
+
+def test_the_notifier_receives_each_toast():
+    got = []
+    feed = TraceFeed("token", notifier=lambda level, message: got.append((level, message)), toast_seconds=1)
+    feed.flush(now=T0)
+    feed.ingest(TraceEvent(1, "trace", trace("a")))
+    feed.flush(now=T0 + 1)
+    assert got == [("info", "new trace: gpt-4o · summarize · running")]
+
+
+def test_the_text_filter_applies_to_rows_shown_and_arriving():
+    f = Feed()
+    f.arrive(trace("a", name="summarize"), trace("b", name="classify", error="boom"))
+    f.flush()
+    f.feed.text = "BOOM"
+    assert f.ids() == ["b"]
+    assert f.feed.changes.reset
+    f.arrive(trace("c", name="summarize"), trace("d", input=[{"role": "user", "content": "boom there"}]))
+    f.flush(T0 + 1)
+    assert f.ids() == ["b", "d"]
+    assert f.feed.new_count == 3  # a, b, and d; c never matched
+
+
+def test_a_snapshot_replaces_the_rows():
+    f = Feed()
+    f.arrive(trace("live"))
+    f.flush()
+    f.feed.ingest(Snapshot([trace("s2"), trace("s1")], last_event_id=40, reason="reset"))
+    changes = f.flush(T0 + 1)
+    assert changes.reset
+    assert f.ids() == ["s1", "s2"]
+    assert list(f.feed.frame["id"]) == ["s2", "s1"]  # the frame, like the table, is newest first
+    assert f.feed.new_count == 0
+    assert f.feed.last_refresh_at is not None
+
+
+def health(**fields) -> StreamHealth:
+    return StreamHealth(**fields)
+
+
+def test_the_status_is_said_in_words():
+    feed = TraceFeed("token")
+    feed.on_health(health(status="connected", connected_at=datetime.now(timezone.utc)))
+    feed.flush()
+    assert (feed.connection, feed.connection_text, feed.error) == ("connected", "connected", "")
+    retry_at = datetime.now(timezone.utc) + timedelta(seconds=7.2)
+    feed.on_health(health(status="reconnecting", attempt=3, next_retry_at=retry_at, retry_delay=8,
+                          last_error="cannot connect to http://api: connection refused"))
+    feed.flush()
+    assert feed.connection_text == "reconnecting (attempt 3, next in 8 s)"
+    assert feed.error == "connection lost: cannot connect to http://api: connection refused"
+    feed.on_health(health(status="error", last_error="the token has expired"))
+    feed.flush()
+    assert feed.connection_text == "connection lost: the token has expired"
+
+
+def test_connection_lost_and_restored_make_toasts():
+    feed = TraceFeed("token")
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    feed.on_health(health(status="reconnecting", attempt=1, last_error="the server closed the stream"))
+    feed.flush()
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    assert list(feed.toasts) == [("error", "connection lost: the server closed the stream"),
+                                 ("success", "connection restored")]
+
+
+def test_the_health_warns_after_a_minute_without_a_ping_or_event():
+    feed = TraceFeed("token", warn_after=60)
+    last = datetime.fromtimestamp(T0, timezone.utc)
+    feed.on_health(health(status="connected", connected_at=last, last_ping_at=last))
+    feed.flush(now=T0 + 30)
+    assert (feed.heartbeat_age, feed.health_warning) == (30, False)
+    feed.flush(now=T0 + 61)
+    assert (feed.heartbeat_age, feed.health_warning) == (61, True)
+    feed.on_health(health(status="connected", connected_at=last, last_ping_at=last + timedelta(seconds=62)))
+    feed.flush(now=T0 + 63)
+    assert (feed.heartbeat_age, feed.health_warning) == (1, False)
+
+
+def test_per_model_stats_come_from_completed_calls():
+    f = Feed(stats_seconds=5, stats_window=300)
+    ended = "2026-11-25T10:00:00Z"
+    at = datetime.fromisoformat(ended.replace("Z", "+00:00")).timestamp()
+    calls = [trace(f"g{i}", model="gpt-4o", status="success", latency_ms=float(100 * (i + 1)), ended_at=ended)
+             for i in range(20)]
+    calls.append(trace("c0", model="claude", status="error", latency_ms=50.0, ended_at=ended, error="x"))
+    calls.append(trace("c1", model="claude", status="running"))
+    f.arrive(*calls)
+    f.arrive(calls[0], update=True)  # the same completion twice counts once
+    f.flush(at + 10)
+    stats = {s.model: s for s in f.feed.model_stats}
+    assert stats["gpt-4o"].p50_ms == 1000 and stats["gpt-4o"].p95_ms == 1900
+    assert stats["gpt-4o"].calls == 20 and stats["gpt-4o"].error_rate == 0
+    assert stats["claude"].calls == 1 and stats["claude"].error_rate == 1
+    assert f.feed.models == ["claude", "gpt-4o"]
