@@ -47,6 +47,8 @@ run_tests() {
     ensure_system_packages
     ensure_venv test
     shift || true
+    echo "ruff check…"
+    "$PY" -m ruff check .
     exec "$PY" -m pytest "$@"
 }
 

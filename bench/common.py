@@ -211,7 +211,7 @@ class Server:
         with open(self.log_path, "ab") as log:
             self.proc = spawn(self.argv, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
-    async def wait_ready(self, timeout: float = 60.0) -> "Server":
+    async def wait_ready(self, timeout: float = 60.0) -> Server:
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=2) as client:
             while time.monotonic() < deadline:
@@ -225,7 +225,7 @@ class Server:
                 await asyncio.sleep(self.poll_s)
         raise RuntimeError(f"{self.name} did not answer {self.ready_path} within {timeout:.0f} s:\n{self.log_tail()}")
 
-    async def start(self, timeout: float = 60.0) -> "Server":
+    async def start(self, timeout: float = 60.0) -> Server:
         """``launch`` then ``wait_ready``: for a server nothing else has to start alongside."""
         self.launch()
         return await self.wait_ready(timeout)

@@ -63,9 +63,29 @@ from typing import Any
 import httpx
 
 # bench/ is first on sys.path when this file is run as a script
-from common import (HOST, NOISY_PERCENT, ROOT, UNITS, Load, Server, api_metrics, fmt, free_port, machine_info,
-                    noise_text, pct, proc_cpu_s, r, realistic_trace, run_and_write, server_env, spawn, tree_cpu_s,
-                    wait_line, wait_quiet)
+from common import (
+    HOST,
+    NOISY_PERCENT,
+    ROOT,
+    UNITS,
+    Load,
+    Server,
+    api_metrics,
+    fmt,
+    free_port,
+    machine_info,
+    noise_text,
+    pct,
+    proc_cpu_s,
+    r,
+    realistic_trace,
+    run_and_write,
+    server_env,
+    spawn,
+    tree_cpu_s,
+    wait_line,
+    wait_quiet,
+)
 
 SECRET = "dashboard-bench-secret-not-for-production-0123456789abcdef"
 CHROMIUM = "/usr/bin/chromium"
@@ -204,7 +224,7 @@ async def prefill_demo_like(api: Server, token: str, count: int) -> None:
     from dashboard.demo import TrafficModel
 
     traffic = TrafficModel(["demo"], seed=7)
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
     async with httpx.AsyncClient(timeout=60) as client:
         for start in range(0, count, 1000):
@@ -312,7 +332,7 @@ INSTALL_OBSERVER_JS = """
     scan();
     return true;
 }
-""" % FIND_TABLE_ROOT_JS.strip()
+""".replace("%s", FIND_TABLE_ROOT_JS.strip())
 
 COLLECT_JS = """
 (prefix) => {
@@ -1015,7 +1035,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
     results: dict[str, Any] = {
         "command": command,
         "mode": cfg.mode,
-        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "config": {**{k: v for k, v in asdict(cfg).items()}, "row_cap": row_cap, "wait_quiet_s": wait_quiet_s,
                    "noisy_above_percent_of_one_core": NOISY_PERCENT, "users": users},
         "units": UNITS,

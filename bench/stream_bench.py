@@ -48,12 +48,31 @@ from typing import Any
 
 import httpx
 import jwt
-from httpx_sse import aconnect_sse
 
 # bench/ is first on sys.path when this file is run as a script
-from common import (BENCH, HOST, NOISY_PERCENT, UNITS, Load, Server, api_metrics, fmt, free_port, kill_children,
-                    machine_info, noise_text, pct, r, realistic_trace, run_and_write, server_env, spawn, wait_line,
-                    wait_quiet)
+from common import (
+    BENCH,
+    HOST,
+    NOISY_PERCENT,
+    UNITS,
+    Load,
+    Server,
+    api_metrics,
+    fmt,
+    free_port,
+    kill_children,
+    machine_info,
+    noise_text,
+    pct,
+    r,
+    realistic_trace,
+    run_and_write,
+    server_env,
+    spawn,
+    wait_line,
+    wait_quiet,
+)
+from httpx_sse import aconnect_sse
 
 SECRET = "stream-bench-secret-not-for-production-0123456789abcdef"
 STREAM_PATH = "/api/analytics/traces/stream"
@@ -801,7 +820,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.
     results: dict[str, Any] = {
         "command": command,
         "mode": cfg.mode,
-        "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
+        "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
         "machine": machine_info(("fastapi", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "httpx-sse", "pydantic")),
         "config": {
             "fanout_streams": cfg.fanout_streams, "fanout_traces": cfg.fanout_traces, "fanout_batch": cfg.fanout_batch,
@@ -847,10 +866,10 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float = 0.
         for k in cfg.latency_readers:
             latency["ours"][f"{k}_readers"] = await timed(
                 f"latency: ours, {k} reader(s), {cfg.latency_rate:.0f} writes/s for {cfg.latency_seconds:.0f} s",
-                lambda: latency_run(cfg, api, api, STREAM_PATH, "subscribed", k, f"lat-ours-{k}", servers))
+                lambda k=k: latency_run(cfg, api, api, STREAM_PATH, "subscribed", k, f"lat-ours-{k}", servers))
             latency["naive"][f"{k}_readers"] = await timed(
                 f"latency: naive, {k} reader(s)",
-                lambda: latency_run(cfg, api, naive, NAIVE_STREAM_PATH, "connected", k, f"lat-naive-{k}", servers))
+                lambda k=k: latency_run(cfg, api, naive, NAIVE_STREAM_PATH, "connected", k, f"lat-naive-{k}", servers))
         results["latency"] = latency
 
         fanout = {"in_process": await timed(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
 
 DEFAULT_DB_URL = "sqlite:///./data/traces.db"
 MIB = 1024 * 1024
@@ -72,7 +72,7 @@ class Settings:
     supabase_key: str | None = None
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         return cls(
             db_url=env.get("TRACES_DB_URL") or DEFAULT_DB_URL,

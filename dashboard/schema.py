@@ -3,8 +3,8 @@ may send, what the stream says, and where each of them lives on the wire."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
@@ -18,7 +18,7 @@ MAX_NAME_CHARS = 512
 MAX_TEXT_CHARS = 1_000_000
 
 
-class TraceStatus(str, Enum):
+class TraceStatus(StrEnum):
     """Where an LLM call is in its life (not to be confused with a connection's state)."""
 
     pending = "pending"
@@ -31,7 +31,7 @@ class TraceStatus(str, Enum):
         return self in (TraceStatus.success, TraceStatus.error)
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     """The two stream events that carry a trace, and that have a sequence id."""
 
     trace = "trace"  # inserted
@@ -41,12 +41,12 @@ class EventKind(str, Enum):
 def utc_iso(moment: datetime) -> str:
     """ISO 8601 in UTC with a ``Z``, microseconds always present, so strings sort as times do."""
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def now_iso() -> str:
-    return utc_iso(datetime.now(timezone.utc))
+    return utc_iso(datetime.now(UTC))
 
 
 UtcDatetime = Annotated[datetime, PlainSerializer(utc_iso, return_type=str)]

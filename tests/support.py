@@ -69,7 +69,7 @@ class ThreadedApi:
         self._thread = threading.Thread(target=self.server.run, name="test-api", daemon=True)
         self.loop: asyncio.AbstractEventLoop | None = None
 
-    def start(self) -> "ThreadedApi":
+    def start(self) -> ThreadedApi:
         self._thread.start()
         deadline = time.monotonic() + 15
         while not self.server.started:
@@ -134,7 +134,7 @@ class ApiProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ApiProcess":
+    def start(self) -> ApiProcess:
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dashboard", "api", "--port", str(self.port)],

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from enum import Enum
+from datetime import UTC, datetime
+from enum import StrEnum
 
 
-class ConnectionStatus(str, Enum):
+class ConnectionStatus(StrEnum):
     """The state of the connection to the server (not to be confused with a trace's status)."""
 
     off = "off"
@@ -18,7 +18,7 @@ class ConnectionStatus(str, Enum):
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

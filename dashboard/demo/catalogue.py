@@ -70,7 +70,8 @@ OPERATIONS: tuple[Operation, ...] = (
              "A region is a geographic area (for example eu-west); each region has several isolated zones. "
              "Spread replicas across zones for availability, across regions for disaster recovery."),
             (_chat("Translate 'the deployment failed' into German and French.", "You are a translator."),
-             "German: \u201eDie Bereitstellung ist fehlgeschlagen.\u201c French: \u00ab Le d\u00e9ploiement a \u00e9chou\u00e9. \u00bb"),
+             "German: \u201eDie Bereitstellung ist fehlgeschlagen.\u201c "
+             "French: \u00ab Le d\u00e9ploiement a \u00e9chou\u00e9. \u00bb"),
         ),
         weight=30,
     ),

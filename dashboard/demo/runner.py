@@ -28,7 +28,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -163,7 +163,7 @@ class _Runner:
 
     async def call(self, plan: CallPlan) -> None:
         try:
-            started_at = datetime.now(timezone.utc)
+            started_at = datetime.now(UTC)
             began = time.monotonic()
             response = await self._request("POST", WRITE_PATH, plan.user_id, plan.start_body(started_at), f"POST {WRITE_PATH}")
             if response is None or not response.is_success:
@@ -172,7 +172,7 @@ class _Runner:
             try:
                 await asyncio.wait_for(self.stopping.wait(), timeout=plan.latency_s)
                 cancelled = True
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 cancelled = False
             elapsed = time.monotonic() - began
             if cancelled:
@@ -214,7 +214,7 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
     try:
         await asyncio.wait_for(event.wait(), timeout=seconds)
         return True
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
 
 

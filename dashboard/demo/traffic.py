@@ -42,7 +42,8 @@ class CallPlan:
     def start_body(self, started_at: datetime) -> dict[str, Any]:
         return {
             "id": self.id, "name": self.name, "model": self.model.name, "provider": self.model.provider,
-            "status": TraceStatus.running.value, "started_at": utc_iso(started_at), "input": self.input, "metadata": self.metadata,
+            "status": TraceStatus.running.value, "started_at": utc_iso(started_at), "input": self.input,
+            "metadata": self.metadata,
         }
 
     def final_body(self, started_at: datetime, elapsed_s: float) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from enum import Enum
+from enum import StrEnum
 
 from ..backoff import Backoff
 from .metrics import Metrics
@@ -37,7 +37,7 @@ class ShuttingDown(Exception):
         super().__init__("the server is shutting down; reconnect in a moment")
 
 
-class CloseReason(str, Enum):
+class CloseReason(StrEnum):
     """Why the server ended a stream: the ``code`` of its last ``error`` event."""
 
     slow_consumer = "slow_consumer"

@@ -11,7 +11,8 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.open_streams = Gauge("traces_open_streams", "SSE streams open now", registry=self.registry)
-        self.events_sent = Counter("traces_events_sent", "trace and trace_update events written to streams", registry=self.registry)
+        self.events_sent = Counter("traces_events_sent", "trace and trace_update events written to streams",
+                                   registry=self.registry)
         self.slow_clients_dropped = Counter(
             "traces_slow_clients_dropped", "streams closed because their send queue was full", registry=self.registry
         )

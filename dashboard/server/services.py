@@ -36,7 +36,8 @@ async def current_user(request: Request) -> Principal:
     """The caller named by ``Authorization: Bearer <jwt>``; 401 otherwise."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
-        raise AuthError("missing_credentials", "send 'Authorization: Bearer <token>'; get one with: python -m dashboard token --user ID")
+        raise AuthError("missing_credentials",
+                        "send 'Authorization: Bearer <token>'; get one with: python -m dashboard token --user ID")
     return request.app.state.services.auth.verify_token(token)
 
 

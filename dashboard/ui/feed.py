@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -36,8 +36,8 @@ from ..client import (
     fetch_snapshot,
 )
 from ..schema import TraceStatus
-from .rows import matches_text
 from .follower import StreamFollower
+from .rows import matches_text
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
 from .toast_digest import ToastDigest
@@ -56,7 +56,8 @@ class TraceFeed(param.Parameterized):
     api_url = param.String(default="http://127.0.0.1:8000", doc="The trace API.")
     live = param.Boolean(default=True, doc="Follow the stream. Off closes it; on resumes without a gap.")
     model = param.String(default="", doc="Only this model ('' for all): a filter on the server's stream.")
-    status_filter = param.Selector(default="", objects=STATUS_CHOICES, doc="Only traces in this status ('' for all), on the server.")
+    status_filter = param.Selector(default="", objects=STATUS_CHOICES,
+                                   doc="Only traces in this status ('' for all), on the server.")
     text = param.String(default="", doc="Only traces containing this text (name, model, error, input, output).")
     max_rows = param.Integer(default=5000, bounds=(10, None), doc="Rows kept; older ones roll off.")
     batch_seconds = param.Number(default=0.25, bounds=(0.01, None), doc="How often arrivals are applied.")
@@ -186,7 +187,7 @@ class TraceFeed(param.Parameterized):
                                         status=self.status_filter or None, limit=limit, client=self._client)
         return pd.DataFrame(snapshot.traces)
 
-    async def wait_for(self, predicate: Callable[["TraceFeed"], bool], timeout: float = 10.0) -> None:
+    async def wait_for(self, predicate: Callable[[TraceFeed], bool], timeout: float = 10.0) -> None:
         """Wait until ``predicate(feed)`` holds, checked whenever the feed changes (not by polling).
 
         ``await feed.wait_for(lambda f: f.connection == "connected")`` in a notebook or a test; raises
@@ -325,7 +326,7 @@ class TraceFeed(param.Parameterized):
         for trace in traces:
             self._stats.add_if_final(trace, now)
         self._table.held.clear()
-        self.last_refresh_at = datetime.now(timezone.utc)
+        self.last_refresh_at = datetime.now(UTC)
         self._note_models(traces)
         self.new_count = 0
         self.queued = 0

@@ -7,7 +7,7 @@ Tabulator streams and patches by label, and sorts newest first on it.
 from __future__ import annotations
 
 import json
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import pandas as pd
@@ -16,7 +16,7 @@ ROW_COLUMNS = ("seq", "id", "time", "name", "model", "status", "latency_ms", "to
 TEXT_FIELDS = ("id", "name", "model", "provider", "status", "error", "input", "output")
 
 
-class Flag(str, Enum):
+class Flag(StrEnum):
     """A row's highlight, rendered as a CSS class: new until viewed, changed for a moment after an update."""
 
     NEW = "new"

@@ -16,8 +16,7 @@ from panel.viewable import Viewer
 
 from ..config import Settings
 from .feed import TraceFeed
-from .views import (ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, Toaster, TokenPrompt, TraceDetail,
-                    TraceTable)
+from .views import ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, Toaster, TokenPrompt, TraceDetail, TraceTable
 from .views.table import TABLE_HEIGHT
 
 log = logging.getLogger(__name__)

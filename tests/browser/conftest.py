@@ -42,7 +42,7 @@ class PanelProcess:
         self.cwd = tmp_path
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> "PanelProcess":
+    def start(self) -> PanelProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"), "--port", str(self.port),

@@ -27,7 +27,8 @@ def test_a_supabase_style_token_is_accepted():
     [
         ({"sub": "a", "aud": "authenticated", "exp": 1}, SECRET, "token_expired", "expired"),
         ({"sub": "a", "aud": "other", "exp": 2**31}, SECRET, "invalid_token", "audience"),
-        ({"sub": "a", "aud": "authenticated", "exp": 2**31}, "another-secret-0123456789abcdef0123456789", "invalid_token", "signature"),
+        ({"sub": "a", "aud": "authenticated", "exp": 2**31}, "another-secret-0123456789abcdef0123456789", "invalid_token",
+         "signature"),
         ({"sub": "a", "aud": "authenticated"}, SECRET, "invalid_token", "'exp'"),
         ({"aud": "authenticated", "exp": 2**31}, SECRET, "invalid_token", "'sub'"),
     ],

@@ -3,7 +3,7 @@ toasts, health words, filters, rollover, stats."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -194,10 +194,10 @@ def health(**fields) -> StreamHealth:
 
 def test_the_status_is_said_in_words():
     feed = TraceFeed("token")
-    feed.on_health(health(status="connected", connected_at=datetime.now(timezone.utc)))
+    feed.on_health(health(status="connected", connected_at=datetime.now(UTC)))
     feed.flush()
     assert (feed.connection, feed.connection_text, feed.error) == ("connected", "connected", "")
-    retry_at = datetime.now(timezone.utc) + timedelta(seconds=7.2)
+    retry_at = datetime.now(UTC) + timedelta(seconds=7.2)
     feed.on_health(health(status="reconnecting", attempt=3, next_retry_at=retry_at, retry_delay=8,
                           last_error="cannot connect to http://api: connection refused"))
     feed.flush()
@@ -222,7 +222,7 @@ def test_connection_lost_and_restored_make_toasts():
 
 def test_the_health_warns_after_a_minute_without_a_ping_or_event():
     feed = TraceFeed("token", warn_after=60)
-    last = datetime.fromtimestamp(T0, timezone.utc)
+    last = datetime.fromtimestamp(T0, UTC)
     feed.on_health(health(status="connected", connected_at=last, last_ping_at=last))
     feed.flush(now=T0 + 30)
     assert (feed.heartbeat_age, feed.health_warning) == (30, False)

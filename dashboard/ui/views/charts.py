@@ -6,7 +6,7 @@ feed recomputes its stats. The figures are built once; only a new model adds lin
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import panel as pn
 import param
@@ -73,7 +73,7 @@ class ModelCharts(Viewer):
         if self.feed.stats_at is None or not self.feed.model_stats:
             return
         self.empty.visible = False
-        at = datetime.fromtimestamp(self.feed.stats_at, timezone.utc).replace(tzinfo=None)
+        at = datetime.fromtimestamp(self.feed.stats_at, UTC).replace(tzinfo=None)
         for stats in self.feed.model_stats:
             self._source(stats.model).stream({
                 "time": [at], "model": [stats.model],

@@ -70,7 +70,10 @@ class ScrollSensor(JSComponent):
           holder.addEventListener(type, onGesture, { passive: true })
         // Rows must not move between aiming and clicking: hold while the pointer is on them,
         // release a moment after it leaves.
-        holder.addEventListener('pointerenter', () => { clearTimeout(leaveTimer); if (!model.pointer_over) model.pointer_over = true })
+        holder.addEventListener('pointerenter', () => {
+          clearTimeout(leaveTimer)
+          if (!model.pointer_over) model.pointer_over = true
+        })
         holder.addEventListener('pointerleave', () => {
           clearTimeout(leaveTimer)
           leaveTimer = setTimeout(() => { if (model.pointer_over) model.pointer_over = false }, 300)
