@@ -14,10 +14,17 @@ from .config import ConfigError, Settings
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from .server import create_app
     from .server.runner import build_server
+    from .server.stores import StoreError, StoreOptions, open_backend
 
     if args.db:
         settings = replace(settings, db_url=args.db)
-    app = create_app(settings)
+    settings.resolved_jwt_secret()  # a missing secret is a configuration error, said before starting
+    try:
+        backend = open_backend(settings.db_url, StoreOptions(settings.replay_events, settings.replay_seconds))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(settings, backend=backend)
     server = build_server(app, args.host, args.port, forwarded_allow_ips=args.forwarded_allow_ips,
                           access_log=not args.no_access_log)
     try:

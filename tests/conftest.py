@@ -1,11 +1,32 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from .support import ApiProcess, ThreadedApi, test_settings
+from .support import ApiProcess, InProcessApi, ThreadedApi, test_settings
+
+
+@pytest.fixture
+async def make_app_api(tmp_path: Path) -> AsyncIterator:
+    """The app in-process (ASGITransport), with particular settings: ``await make_app_api(max_body_bytes=2048)``."""
+    started: list[InProcessApi] = []
+
+    async def make(**overrides) -> InProcessApi:
+        api = await InProcessApi(test_settings(tmp_path, **overrides)).start()
+        started.append(api)
+        return api
+
+    yield make
+    for api in started:
+        await api.stop()
+
+
+@pytest.fixture
+async def app_api(make_app_api) -> InProcessApi:
+    """The app in-process on a fresh SQLite file, for request/response tests."""
+    return await make_app_api()
 
 
 @pytest.fixture

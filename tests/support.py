@@ -55,6 +55,40 @@ def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+class InProcessApi:
+    """The real app called in-process through httpx's ASGITransport: for plain request/response tests,
+    where a socket is not the point. Its lifespan (store, hub) runs between ``start()`` and ``stop()``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.auth = Authenticator(settings.resolved_jwt_secret())
+        self._lifespan: Any = None
+
+    async def start(self) -> InProcessApi:
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        return self
+
+    async def stop(self) -> None:
+        if self._lifespan is not None:
+            await self._lifespan.__aexit__(None, None, None)
+            self._lifespan = None
+
+    def client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://api.test", timeout=10)
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services
+
+    def token(self, user: str, ttl: int = 3600) -> str:
+        return self.auth.issue_token(user, ttl)
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
 class ThreadedApi:
     """The real app under real uvicorn on 127.0.0.1, in a thread with its own event loop.
 

@@ -169,11 +169,7 @@ class _Runner:
             if response is None or not response.is_success:
                 return
             self.stats.started += 1
-            try:
-                await asyncio.wait_for(self.stopping.wait(), timeout=plan.latency_s)
-                cancelled = True
-            except TimeoutError:
-                cancelled = False
+            cancelled = await _wait(self.stopping, plan.latency_s)
             elapsed = time.monotonic() - began
             if cancelled:
                 body = plan.cancelled_body(started_at, elapsed)
@@ -212,7 +208,8 @@ async def _wait(event: asyncio.Event, seconds: float) -> bool:
     if seconds <= 0:
         return False
     try:
-        await asyncio.wait_for(event.wait(), timeout=seconds)
+        async with asyncio.timeout(seconds):
+            await event.wait()
         return True
     except TimeoutError:
         return False

@@ -86,7 +86,8 @@ class Subscription:
         if not self._items and self.closed_reason is None:
             self._ready.clear()
             try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._ready.wait()
             except TimeoutError:
                 return []
         items = list(self._items)
@@ -167,7 +168,7 @@ class Hub:
             if subs:
                 frame: bytes | None = None
                 for sub in list(subs):
-                    if sub.which.matches(event):
+                    if sub.closed_reason is None and sub.which.matches(event):
                         frame = frame or event_frame(event)
                         if not sub.offer(event.seq, frame):
                             self._dropped(sub)

@@ -1,16 +1,17 @@
-"""Writing and reading traces over HTTP: what is stored, and every bad input refused with nothing stored."""
+"""Writing and reading traces over HTTP: what is stored, and every bad input refused with nothing stored.
+
+Plain requests and answers: the app is called in-process through httpx's ASGITransport."""
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 from ..streams import post_trace
 
 
 @pytest.fixture
-async def client(api):
-    async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
+async def client(app_api):
+    async with app_api.client() as http:
         yield http
 
 
@@ -18,8 +19,8 @@ async def count_traces(client, headers) -> int:
     return len((await client.get("/api/analytics/traces", params={"limit": 1000}, headers=headers)).json()["traces"])
 
 
-async def test_a_posted_trace_is_stored_with_server_fields(api, client):
-    alice = api.headers("alice")
+async def test_a_posted_trace_is_stored_with_server_fields(app_api, client):
+    alice = app_api.headers("alice")
     trace = await post_trace(client, alice, name="summarize", model="gpt-4o", status="running",
                              started_at="2026-11-25T10:00:00+01:00", input_tokens=10, output_tokens=5,
                              metadata={"route": "/chat"})
@@ -32,8 +33,8 @@ async def test_a_posted_trace_is_stored_with_server_fields(api, client):
     assert fetched == trace
 
 
-async def test_a_patch_changes_only_what_it_sends_and_returns_the_whole_trace(api, client):
-    alice = api.headers("alice")
+async def test_a_patch_changes_only_what_it_sends_and_returns_the_whole_trace(app_api, client):
+    alice = app_api.headers("alice")
     trace = await post_trace(client, alice, id="call-1", name="chat", model="gpt-4o", status="running",
                              started_at="2026-11-25T09:00:00Z")
     response = await client.patch("/api/traces/call-1", headers=alice,
@@ -45,8 +46,8 @@ async def test_a_patch_changes_only_what_it_sends_and_returns_the_whole_trace(ap
     assert updated["updated_at"] > trace["updated_at"]
 
 
-async def test_a_batch_is_stored_whole(api, client):
-    alice = api.headers("alice")
+async def test_a_batch_is_stored_whole(app_api, client):
+    alice = app_api.headers("alice")
     response = await client.post("/api/traces", headers=alice,
                                  json={"traces": [{"name": f"t{i}", "model": "m"} for i in range(5)]})
     assert response.status_code == 201
@@ -54,8 +55,8 @@ async def test_a_batch_is_stored_whole(api, client):
     assert await count_traces(client, alice) == 5
 
 
-async def test_the_snapshot_is_newest_first_pages_and_names_its_stream_position(api, client):
-    alice = api.headers("alice")
+async def test_the_snapshot_is_newest_first_pages_and_names_its_stream_position(app_api, client):
+    alice = app_api.headers("alice")
     for i in range(5):
         await post_trace(client, alice, id=f"t{i}", model="gpt-4o" if i % 2 else "claude", status="running")
     page = (await client.get("/api/analytics/traces", params={"limit": 2}, headers=alice)).json()
@@ -68,8 +69,8 @@ async def test_the_snapshot_is_newest_first_pages_and_names_its_stream_position(
     assert [t["id"] for t in only["traces"]] == ["t3", "t1"]
 
 
-async def test_users_never_see_each_others_traces(api, client):
-    alice, bob = api.headers("alice"), api.headers("bob")
+async def test_users_never_see_each_others_traces(app_api, client):
+    alice, bob = app_api.headers("alice"), app_api.headers("bob")
     trace = await post_trace(client, alice, id="secret", name="alice's")
     assert (await client.get("/api/analytics/traces/secret", headers=bob)).status_code == 404
     assert (await client.get("/api/analytics/traces", headers=bob)).json()["traces"] == []
@@ -98,8 +99,8 @@ BAD_BODIES = [
 
 
 @pytest.mark.parametrize(("case", "body", "status", "code"), BAD_BODIES, ids=[case[0] for case in BAD_BODIES])
-async def test_bad_input_is_refused_clearly_and_stores_nothing(api, client, case, body, status, code):
-    alice = api.headers("alice")
+async def test_bad_input_is_refused_clearly_and_stores_nothing(app_api, client, case, body, status, code):
+    alice = app_api.headers("alice")
     response = await client.post("/api/traces", content=body, headers={**alice, "content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -108,16 +109,16 @@ async def test_bad_input_is_refused_clearly_and_stores_nothing(api, client, case
     assert await count_traces(client, alice) == 0
 
 
-async def test_the_error_names_the_field_and_the_batch_position(api, client):
-    response = await client.post("/api/traces", headers=api.headers("alice"),
+async def test_the_error_names_the_field_and_the_batch_position(app_api, client):
+    response = await client.post("/api/traces", headers=app_api.headers("alice"),
                                  json={"traces": [{"name": "ok"}, {"status": "done"}]})
     assert "traces[1].status" in response.json()["error"]["message"]
 
 
-async def test_an_oversize_body_is_413_and_stores_nothing(make_api):
-    api = make_api(max_body_bytes=2048)
+async def test_an_oversize_body_is_413_and_stores_nothing(make_app_api):
+    api = await make_app_api(max_body_bytes=2048)
     alice = api.headers("alice")
-    async with httpx.AsyncClient(base_url=api.url) as client:
+    async with api.client() as client:
         response = await client.post("/api/traces", headers=alice, json={"name": "x", "input": "a" * 4000})
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "payload_too_large"
@@ -132,9 +133,9 @@ async def test_an_oversize_body_is_413_and_stores_nothing(make_api):
         assert await count_traces(client, alice) == 0
 
 
-async def test_an_oversize_batch_is_413(make_api):
-    api = make_api()
-    async with httpx.AsyncClient(base_url=api.url) as client:
+async def test_an_oversize_batch_is_413(make_app_api):
+    api = await make_app_api()
+    async with api.client() as client:
         response = await client.post("/api/traces", headers=api.headers("alice"),
                                      json={"traces": [{"name": "x"}] * (api.settings.max_batch_traces + 1)})
         assert response.status_code == 413
@@ -142,8 +143,8 @@ async def test_an_oversize_batch_is_413(make_api):
         assert await count_traces(client, api.headers("alice")) == 0
 
 
-async def test_a_duplicate_id_is_refused_and_the_original_kept(api, client):
-    alice = api.headers("alice")
+async def test_a_duplicate_id_is_refused_and_the_original_kept(app_api, client):
+    alice = app_api.headers("alice")
     original = await post_trace(client, alice, id="dup", name="first")
     response = await client.post("/api/traces", headers=alice, json={"traces": [{"id": "new"}, {"id": "dup", "name": "second"}]})
     assert response.status_code == 409
@@ -154,32 +155,34 @@ async def test_a_duplicate_id_is_refused_and_the_original_kept(api, client):
 @pytest.mark.parametrize(("body", "status"), [
     (b'{"status": "nope"}', 422), (b'{}', 422), (b'{"user_id": "bob"}', 403), (b'{"id": "other"}', 422), (b'{', 400),
 ])
-async def test_a_bad_patch_changes_nothing(api, client, body, status):
-    alice = api.headers("alice")
+async def test_a_bad_patch_changes_nothing(app_api, client, body, status):
+    alice = app_api.headers("alice")
     original = await post_trace(client, alice, id="p1", status="running")
     response = await client.patch("/api/traces/p1", content=body, headers=alice)
     assert response.status_code == status, response.text
     assert (await client.get("/api/analytics/traces/p1", headers=alice)).json() == original
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 1001}, {"limit": "ten"}, {"status": "done"},
-                                    {"cursor": "abc"}, {"since": "yesterday"}])
-async def test_bad_snapshot_parameters_are_422(api, client, params):
-    response = await client.get("/api/analytics/traces", params=params, headers=api.headers("alice"))
+@pytest.mark.parametrize(("params", "code"), [
+    ({"limit": 0}, "invalid_request"), ({"limit": 1001}, "invalid_request"), ({"limit": "ten"}, "invalid_request"),
+    ({"status": "done"}, "invalid_request"), ({"cursor": "abc"}, "invalid_cursor"), ({"since": "yesterday"}, "invalid_request"),
+])
+async def test_bad_snapshot_parameters_are_422(app_api, client, params, code):
+    response = await client.get("/api/analytics/traces", params=params, headers=app_api.headers("alice"))
     assert response.status_code == 422
-    assert response.json()["error"]["code"] in ("invalid_request", "invalid_cursor")
+    assert response.json()["error"]["code"] == code
 
 
 @pytest.mark.parametrize(("path", "method"), [("/api/traces", "POST"), ("/api/analytics/traces", "GET"),
                                               ("/api/analytics/traces/x", "GET"), ("/api/traces/x", "PATCH"),
                                               ("/metrics", "GET"), ("/api/analytics/traces/stream/ticket", "POST")])
-async def test_every_endpoint_but_healthz_needs_a_token(api, client, path, method):
+async def test_every_endpoint_but_healthz_needs_a_token(app_api, client, path, method):
     response = await client.request(method, path, json={})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_credentials"
 
 
-async def test_docs_describe_the_stream_and_its_events(api, client):
+async def test_docs_describe_the_stream_and_its_events(app_api, client):
     schema = (await client.get("/openapi.json")).json()
     stream = schema["paths"]["/api/analytics/traces/stream"]["get"]
     for event in ("connected", "subscribed", "trace", "trace_update", "ping", "reset", "error"):
@@ -189,15 +192,15 @@ async def test_docs_describe_the_stream_and_its_events(api, client):
     assert (await client.get("/docs")).status_code == 200
 
 
-async def test_metrics_are_prometheus_text(api, client):
-    response = await client.get("/metrics", headers=api.headers("alice"))
+async def test_metrics_are_prometheus_text(app_api, client):
+    response = await client.get("/metrics", headers=app_api.headers("alice"))
     assert response.status_code == 200
     for name in ("traces_open_streams", "traces_events_sent_total", "traces_slow_clients_dropped_total",
                  "traces_replays_total", "traces_auth_failures_total"):
         assert name in response.text
 
 
-async def test_the_dashboard_origin_may_call_the_api_from_a_browser(api, client):
+async def test_the_dashboard_origin_may_call_the_api_from_a_browser(app_api, client):
     preflight = await client.options("/api/analytics/traces/stream/ticket", headers={
         "Origin": "http://127.0.0.1:5006", "Access-Control-Request-Method": "POST",
         "Access-Control-Request-Headers": "authorization"})

@@ -135,7 +135,8 @@ class SQLiteStore:
             return
         self._written.clear()
         try:
-            await asyncio.wait_for(self._written.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._written.wait()
         except TimeoutError:
             pass
 
