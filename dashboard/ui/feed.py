@@ -297,6 +297,8 @@ class TraceFeed(param.Parameterized):
         now = time.time() if now is None else now
         table = self._table
         with pn.io.hold():
+            # The connection first: a watcher that sees new rows never sees them beside a stale state.
+            self._update_connection(now)
             changes = NO_CHANGE
             if self._pending_snapshot is not None:
                 snapshot, self._pending_snapshot = self._pending_snapshot, None
@@ -307,7 +309,6 @@ class TraceFeed(param.Parameterized):
             changes = changes.then(table.expire_flags(now))
             self.frame = table.frame
             self._publish(changes)
-            self._update_connection(now)
             if now - self._last_clock >= 1.0 or changes.reset:
                 self._last_clock = now
                 self._update_refresh_text(now)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import random
 from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -317,11 +318,14 @@ async def test_server_retry_field_is_the_minimum_base(opened) -> None:
 async def test_429_waits_at_least_retry_after(opened) -> None:
     script = Script(error_response(429, "too_many_streams", "10 streams are open; close one or retry later",
                                    headers={"Retry-After": "7"}))
+    opened_at = datetime.now(UTC)
     stream, reader, watch = opened(API, "tok", script=script, rng=BottomOfRange())
     waiting = await watch.until(lambda h: h.retry_delay is not None)
+    seen_at = datetime.now(UTC)
     assert waiting.retry_delay == 7.0
     assert waiting.status == "reconnecting"
-    assert waiting.retry_in() == pytest.approx(7.0, abs=0.5)
+    # The countdown said 7 s when the wait began (some moment between opening and seeing it).
+    assert waiting.retry_in(now=opened_at) >= 7.0 >= waiting.retry_in(now=seen_at)
     assert "close one or retry later" in (waiting.last_error or "")
     assert len(script.requests) == 1
 
@@ -502,7 +506,8 @@ async def test_live_trace_and_update_of_the_users_own_traces(api, opened) -> Non
 
 async def test_health_shows_connected_and_pings(api, opened) -> None:
     stream, reader, watch = opened(api.url, api.token("alice"), **FAST)
-    assert stream.health.status in ("off", "connecting")
+    # The reader's task has not run yet (nothing was awaited): a stream not yet iterated is "off".
+    assert stream.health.status == "off" and watch.history == []
     ping = (await reader.count(Ping, 1))[0]
     assert ping.server_time
     health = stream.health
@@ -594,6 +599,37 @@ async def test_aclose_ends_the_servers_stream(api) -> None:
         await reader.finish()
     assert stream._client.is_closed
     await wait_until(lambda: api.services.hub.open_streams == 0, timeout=3)  # the server notices
+
+
+def stream_tasks() -> list[asyncio.Task]:
+    return [task for task in asyncio.all_tasks() if task.get_name().startswith("trace-stream ")]
+
+
+@pytest.mark.parametrize("leave", ["break", "raise"])
+async def test_leaving_async_for_closes_the_stream_without_aclose(api, leave) -> None:
+    """A consumer that just stops iterating (no aclose, no ``async with``) leaves no task or connection."""
+    watch = Watch()
+    stream = TraceStream(api.url, api.token("alice"), on_health=watch, **FAST)  # owns its client
+
+    async def consume() -> None:
+        async for event in stream:
+            if isinstance(event, Connected):
+                assert stream_tasks() and api.services.hub.open_streams == 1  # really open, until we leave
+                if leave == "break":
+                    break
+                raise LookupError("the consumer failed")
+
+    if leave == "break":
+        await consume()
+    else:
+        with pytest.raises(LookupError, match="the consumer failed"):  # the consumer's error, unchanged
+            await consume()
+    # The loop's iterator is closed as it is dropped; "off" is said only once the reader task has ended.
+    off = await watch.until(lambda h: h.status == "off", timeout=5)
+    assert off.last_error is None
+    await wait_until(lambda: api.services.hub.open_streams == 0, timeout=5)  # the server saw it go
+    assert stream_tasks() == []
+    assert stream._client.is_closed
 
 
 async def test_survives_sigkill_and_restart(api_process, opened) -> None:

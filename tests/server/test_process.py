@@ -43,12 +43,14 @@ async def test_sigterm_ends_open_streams_promptly_with_a_reason(api_process):
         async with open_stream(client, headers=alice) as first, open_stream(client, headers=alice) as second:
             await first.next("subscribed")
             await second.next("subscribed")
-            took = server.terminate()
+            server.terminate()  # waits for the process to exit (a hang guard, not a stopwatch)
             endings = [await first.until_closed(), await second.until_closed()]
-    assert took < 3, f"SIGTERM took {took:.1f} s with streams open"
-    for rest in endings:
+    for rest in endings:  # the server itself ended each stream, saying why...
         assert json.loads(rest[-1].data)["code"] == "server_shutdown"
-    assert "Traceback" not in server.log()
+    log = server.log()
+    # ...so uvicorn did not sit out its graceful timeout (30 s pings: nothing else would end them) and cut them off
+    assert "timeout graceful shutdown exceeded" not in log
+    assert "Traceback" not in log
 
 
 async def test_credentials_in_the_query_never_reach_the_log(api_process):

@@ -89,15 +89,22 @@ async def test_live_off_closes_the_stream_and_on_resumes_without_a_gap(api, clie
 
 async def test_server_side_filters_keep_live_mode_on(api, client, feed_for):
     alice = api.headers("alice")
+    await post_trace(client, alice, id="g-old", model="gpt-4o")
+    await post_trace(client, alice, id="c-old", model="claude")
     feed = await feed_for()
-    await until(feed, lambda: feed.connection == "connected")
+    await until(feed, lambda: feed.connection == "connected" and set(feed.frame["id"]) == {"g-old", "c-old"})
+    loaded = feed.last_refresh_at
     feed.model = "claude"
-    await until(feed, lambda: feed.connection == "connected" and feed.last_refresh_at is not None)
-    await post_trace(client, alice, id="g", model="gpt-4o")
-    await post_trace(client, alice, id="c", model="claude")
-    await until(feed, lambda: "c" in set(feed.frame["id"]))
-    assert list(feed.frame["id"]) == ["c"]
-    assert feed.live
+    # Only true once the traces were reloaded with the filter: the gpt-4o row has gone.
+    await until(feed, lambda: feed.last_refresh_at != loaded and list(feed.frame["id"]) == ["c-old"])
+    await post_trace(client, alice, id="g-live", model="gpt-4o")
+    await post_trace(client, alice, id="c-live", model="claude")
+    # Live rows still arrive, and only the model's: g-live was written first, so it would be here by now.
+    await until(feed, lambda: "c-live" in set(feed.frame["id"]))
+    assert list(feed.frame["id"]) == ["c-live", "c-old"]
+    assert set(feed.frame["model"]) == {"claude"}
+    assert (feed.connection, feed.connection_text, feed.error) == ("connected", "connected", "")
+    await wait_until(lambda: api.services.hub.open_streams == 1)  # the unfiltered stream was closed, not left open
 
 
 async def test_an_expired_token_is_shown_and_a_new_token_recovers(api, feed_for):
