@@ -37,7 +37,6 @@ from ..client import (
 )
 from ..schema import TraceStatus
 from .follower import StreamFollower
-from .rows import matches_text
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
 from .toast_digest import ToastDigest
@@ -73,8 +72,8 @@ class TraceFeed(param.Parameterized):
     # What the views read.
     frame = param.DataFrame(doc="The rows shown, newest first, at most ``max_rows``.")
     changes = param.ClassSelector(class_=TableChanges, doc="The last batch applied to ``frame``.")
-    new_count = param.Integer(default=0, doc="Traces arrived since the user last viewed them.")
-    queued = param.Integer(default=0, doc="Arrivals held back while the user has scrolled or selected.")
+    new_count = param.Integer(default=0, doc="Traces held back from view (the badge); 0 when none are.")
+    showing_text = param.String(default="showing 0 of 0", doc="What the table shows: 'showing N of M · model …'.")
     connection = param.Selector(default=ConnectionStatus.off, objects=list(ConnectionStatus),
                                 doc="The connection's state: off | connecting | connected | reconnecting | error")
     connection_text = param.String(default="off", doc="The connection's state in words.")
@@ -169,13 +168,13 @@ class TraceFeed(param.Parameterized):
         self._follower.restart()
 
     def view_new(self) -> None:
-        """The user looks at the new rows: queued rows appear, highlights end, the count resets."""
+        """The user looks at the new rows: held rows appear, highlights end, the count resets."""
         with pn.io.hold():
             changes = self._table.release_held(time.time())
             self.frame = self._table.frame
-            self.queued = 0
             self.new_count = 0
             self._publish(changes)
+            self._update_showing()
 
     def filtered_frame(self) -> pd.DataFrame:
         """A copy of the rows shown (newest first), for your own analysis."""
@@ -211,7 +210,7 @@ class TraceFeed(param.Parameterized):
             self.param.unwatch(watcher)
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
-        """The whole trace (input, output, metadata) of a row shown or queued."""
+        """The whole trace (input, output, metadata) of a row shown or held."""
         return self._table.trace(trace_id)
 
     # --------------------------------------------------------------------- what changes it
@@ -226,12 +225,12 @@ class TraceFeed(param.Parameterized):
 
     @param.depends("text", watch=True)
     def _on_text(self) -> None:
-        """Re-filter the rows shown; arrivals are filtered as they come. Traces hidden earlier by
-        another text are not kept, so widening the filter shows them again only after a Refresh."""
-        kept = [trace for trace in self._table.shown() if matches_text(trace, self.text)]
+        """Show the loaded traces that match the new text (clearing it brings every row back);
+        arrivals are filtered as they come."""
         with pn.io.hold():
-            self._publish(self._table.replace(kept))
+            self._publish(self._table.refilter(self.text))
             self.frame = self._table.frame
+            self._update_showing()
 
     @param.depends("selected_id", "at_top", watch=True)
     def _on_viewport(self) -> None:
@@ -309,6 +308,8 @@ class TraceFeed(param.Parameterized):
             changes = changes.then(table.expire_flags(now))
             self.frame = table.frame
             self._publish(changes)
+            if not changes.empty:
+                self._update_showing()
             if now - self._last_clock >= 1.0 or changes.reset:
                 self._last_clock = now
                 self._update_refresh_text(now)
@@ -326,12 +327,10 @@ class TraceFeed(param.Parameterized):
         traces = list(reversed(snapshot.traces))  # oldest first, as rows arrive
         for trace in traces:
             self._stats.add_if_final(trace, now)
-        self._table.held.clear()
         self.last_refresh_at = datetime.now(UTC)
         self._note_models(traces)
         self.new_count = 0
-        self.queued = 0
-        return self._table.replace([t for t in traces if matches_text(t, self.text)])
+        return self._table.load(traces, text=self.text)
 
     def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
         for trace in traces:
@@ -340,8 +339,7 @@ class TraceFeed(param.Parameterized):
         changes, new = self._table.arrive(traces, now, text=self.text, holding=self.holding)
         for trace in new:
             self._digest.new(trace)
-        self.new_count += len(new)
-        self.queued = len(self._table.held)
+        self.new_count = len(self._table.held)
         self._note_models(traces)
         return changes
 
@@ -376,6 +374,17 @@ class TraceFeed(param.Parameterized):
         else:  # while reconnecting the age keeps growing from the last sign of life
             self.heartbeat_age = round(max(0.0, now - last.timestamp()), 1)
             self.health_warning = self.heartbeat_age > self.warn_after
+
+    def _update_showing(self) -> None:
+        """'showing 12 of 340 · model gpt-4o · status error · text "timeout"': the table says what it shows."""
+        parts = [f"showing {len(self.frame):,} of {self._table.loaded_count:,}"]
+        if self.model:
+            parts.append(f"model {self.model}")
+        if self.status_filter:
+            parts.append(f"status {self.status_filter}")
+        if self.text:
+            parts.append(f'text "{self.text}"')
+        self.showing_text = " · ".join(parts)
 
     def _update_refresh_text(self, now: float) -> None:
         if self.last_refresh_at is not None:

@@ -1,5 +1,8 @@
 """Keeps one TraceStream open for a feed, and replaces it when the feed asks (new filters, a Refresh,
-a new token, live turned off or on). The stream itself loads the snapshot, resumes and backs off."""
+a new token, live turned off or on). The stream itself loads the snapshot, resumes and backs off.
+
+The latest request always wins: from the moment a restart is asked for, nothing the superseded stream
+still delivers (a snapshot for the old filters, say) reaches the feed."""
 
 from __future__ import annotations
 
@@ -55,4 +58,6 @@ class StreamFollower:
 
     async def _consume(self, stream: TraceStream) -> None:
         async for event in stream:
+            if self._restart.is_set():  # superseded (new filters, a Refresh): what it still says is stale
+                return
             self._ingest(event)

@@ -72,7 +72,8 @@ def _same(current: Any, value: Any) -> bool:
 
 
 class TableState:
-    """The rows shown, the rows held back, and their highlights."""
+    """Every trace loaded for the server's filters (``loaded``, at most ``max_rows``), the rows shown
+    (those matching the text filter), the rows held back from view, and their highlights."""
 
     def __init__(self, max_rows: int, *, highlight_seconds: float = 6.0, flash_seconds: float = 1.5) -> None:
         self.max_rows = max_rows
@@ -80,60 +81,59 @@ class TableState:
         self.flash_seconds = flash_seconds
         self.frame = empty_frame()
         self.held: OrderedDict[str, Trace] = OrderedDict()  # arrivals behind the badge, oldest first
-        self._traces: dict[str, Trace] = {}  # id -> latest trace, for rows shown and held
+        self._loaded: OrderedDict[str, Trace] = OrderedDict()  # id -> latest trace, oldest first
         self._labels: dict[str, int] = {}  # id -> row label, rows shown
         self._next_label = 0
         self._new_until: dict[int, float] = {}  # row label -> when its "new" highlight ends
         self._flash_until: dict[int, float] = {}  # row label -> when its "changed" flash ends
 
+    @property
+    def loaded_count(self) -> int:
+        return len(self._loaded)
+
     def trace(self, trace_id: str) -> Trace | None:
-        return self._traces.get(trace_id)
+        return self._loaded.get(trace_id)
 
-    def shown(self) -> list[Trace]:
-        """The traces shown, oldest first."""
-        return [self._traces[trace_id] for trace_id in self._labels]
+    def load(self, traces: list[Trace], *, text: str) -> TableChanges:
+        """Start over from these traces (oldest first): what a snapshot holds. Nothing is held."""
+        self._loaded = OrderedDict((t["id"], t) for t in traces[-self.max_rows:])
+        self.held.clear()
+        return self.refilter(text)
 
-    def replace(self, traces: list[Trace]) -> TableChanges:
-        """Show exactly these traces (oldest first), plain; what is held stays held."""
-        traces = traces[-self.max_rows:]
-        self._traces = {t["id"]: t for t in traces} | {t["id"]: t for t in self.held.values()}
+    def refilter(self, text: str) -> TableChanges:
+        """Show exactly the loaded traces that match ``text`` (and are not held), plain."""
+        shown = [t for t in self._loaded.values() if t["id"] not in self.held and matches_text(t, text)]
         self._labels = {}
         self._new_until = {}
         self._flash_until = {}
         labels = []
-        for trace in traces:
+        for trace in shown:
             self._labels[trace["id"]] = self._next_label
             labels.append(self._next_label)
             self._next_label += 1
-        self.frame = rows_frame([table_row(t) for t in reversed(traces)], labels[::-1])
+        self.frame = rows_frame([table_row(t) for t in reversed(shown)], labels[::-1])
         return TableChanges(reset=True)
 
     def arrive(self, traces: list[Trace], now: float, *, text: str, holding: bool) -> tuple[TableChanges, list[Trace]]:
-        """Take arrivals matching ``text``: shown rows change in place and flash, new traces appear
-        highlighted (or are held while ``holding``). Returns the changes and the traces that are new."""
+        """Take arrivals: shown rows change in place and flash; traces new to the view (new, or
+        changed so that they now match ``text``) appear highlighted, or are held while ``holding``.
+        Returns the changes and the traces that are new to the view."""
         fresh: list[Trace] = []
         new: list[Trace] = []
         patches: dict[int, dict[str, Any]] = {}
         for trace in traces:
             trace_id = trace["id"]
-            if not matches_text(trace, text):
-                continue
+            self._remember(trace)
             if trace_id in self._labels:  # shown: change it in place, and flash it
-                self._traces[trace_id] = trace
                 label = self._labels[trace_id]
                 self._flash_until[label] = now + self.flash_seconds
                 patches[label] = table_row(trace, Flag.CHANGED)
             elif trace_id in self.held:
                 self.held[trace_id] = trace
-                self._traces[trace_id] = trace
-            elif trace_id not in self._traces:
+            elif matches_text(trace, text):
                 new.append(trace)
-                self._traces[trace_id] = trace
                 if holding:
                     self.held[trace_id] = trace
-                    while len(self.held) > self.max_rows:
-                        dropped, _ = self.held.popitem(last=False)
-                        self._traces.pop(dropped, None)
                 else:
                     fresh.append(trace)
         changes = self._append(fresh, now, new=True)
@@ -145,8 +145,9 @@ class TableState:
         """The user looks: held rows appear, and every highlight ends."""
         changes = NO_CHANGE
         if self.held:
-            changes = self._append(list(self.held.values()), now, new=False)
+            held = [t for t in self.held.values() if t["id"] in self._loaded]
             self.held.clear()
+            changes = self._append(held, now, new=False)
         seen = list(self._new_until)
         self._new_until.clear()
         return changes.then(self._refresh_flags(seen, now))
@@ -154,6 +155,14 @@ class TableState:
     def expire_flags(self, now: float) -> TableChanges:
         ending = [label for label, until in (*self._flash_until.items(), *self._new_until.items()) if until <= now]
         return self._refresh_flags(list(dict.fromkeys(ending)), now) if ending else NO_CHANGE
+
+    def _remember(self, trace: Trace) -> None:
+        """Keep the latest version of every loaded trace; the oldest are forgotten past ``max_rows``."""
+        trace_id = trace["id"]
+        if trace_id not in self._loaded and len(self._loaded) >= self.max_rows:
+            gone, _ = self._loaded.popitem(last=False)
+            self.held.pop(gone, None)
+        self._loaded[trace_id] = trace
 
     def _append(self, traces: list[Trace], now: float, *, new: bool) -> TableChanges:
         """Add rows at the newest end (highlighted when ``new``); the oldest roll off past ``max_rows``."""
@@ -163,7 +172,6 @@ class TableState:
         self._next_label += len(traces)
         for trace, label in zip(traces, labels):
             self._labels[trace["id"]] = label
-            self._traces[trace["id"]] = trace
             if new:
                 self._new_until[label] = now + self.highlight_seconds
         appended = rows_frame([table_row(t, Flag.NEW if new else Flag.NONE) for t in traces], labels)
@@ -175,8 +183,6 @@ class TableState:
                 label = self._labels.pop(trace_id, None)
                 self._new_until.pop(label, None)
                 self._flash_until.pop(label, None)
-                if trace_id not in self.held:
-                    self._traces.pop(trace_id, None)
             frame = frame.iloc[:-overflow]
         self.frame = frame
         return TableChanges(appended=appended.iloc[-self.max_rows:])

@@ -39,25 +39,24 @@ def open_dashboard(page: Page, panel) -> None:
     expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
 
 
-def test_a_posted_trace_appears_highlighted_and_the_badge_counts_it_until_viewed(stack, page):
+def test_a_posted_trace_appears_highlighted_at_the_top_with_no_badge(stack, page):
     api, panel = stack()
     post(api, "alice", id="first", name="warm-up", model="gpt-4o", status="success", latency_ms=120)
     open_dashboard(page, panel)
     expect(row(page, "warm-up")).to_be_visible()
+    expect(page.locator(".trace-showing")).to_have_text("showing 1 of 1")
     post(api, "alice", id="call-1", name="summarize-report", model="gpt-4o", status="running")
     post(api, "bob", id="bobs", name="bobs-secret", model="gpt-4o")
     new_row = row(page, "summarize-report")
     expect(new_row).to_be_visible(timeout=TIMEOUT)
     expect(new_row.locator("[data-flag='new']")).to_have_count(1)
-    badge = page.get_by_role("button", name="1 new")
-    expect(badge).to_be_visible()
+    expect(page.locator(".trace-showing")).to_have_text("showing 2 of 2")
+    expect(page.get_by_role("button", name="1 new")).to_have_count(0)  # nothing is held back: no badge
     shot(page, "live")
     httpx.patch(f"{api.url}/api/traces/call-1", json={"status": "success", "latency_ms": 812},
                 headers={"Authorization": f"Bearer {api.token('alice')}"})
     expect(new_row.locator(".status-success")).to_be_visible(timeout=TIMEOUT)
-    badge.click()
-    expect(badge).to_be_hidden()
-    expect(new_row.locator("[data-flag='new']")).to_have_count(0)
+    expect(new_row.locator("[data-flag='new']")).to_have_count(0, timeout=TIMEOUT)  # the highlight ends by itself
     expect(row(page, "bobs-secret")).to_have_count(0)
 
 
@@ -146,6 +145,27 @@ def test_selecting_a_row_shows_the_whole_trace(stack, page):
     expect(detail).to_contain_text("/support")
     expect(page.locator(".trace-holding")).to_contain_text("a row is selected")
     shot(page, "detail")
+
+
+def test_a_second_click_or_escape_deselects_and_a_selected_row_still_changes(stack, page):
+    api, panel = stack()
+    post(api, "alice", id="sel", name="pick-me", model="gpt-4o", status="running")
+    open_dashboard(page, panel)
+    name_cell = row(page, "pick-me").locator(".tabulator-cell[tabulator-field='name']")
+    name_cell.click()
+    expect(page.locator(".trace-detail[data-trace-id='sel']")).to_be_visible(timeout=TIMEOUT)
+    httpx.patch(f"{api.url}/api/traces/sel", json={"status": "success", "latency_ms": 5},
+                headers={"Authorization": f"Bearer {api.token('alice')}"})
+    expect(row(page, "pick-me").locator(".status-success")).to_be_visible(timeout=TIMEOUT)  # not frozen
+    name_cell.click()  # the same row again: deselected
+    expect(page.locator(".trace-detail-empty")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(0)
+    name_cell.click()
+    expect(page.locator(".trace-detail[data-trace-id='sel']")).to_be_visible(timeout=TIMEOUT)
+    page.keyboard.press("Escape")
+    expect(page.locator(".trace-detail-empty")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator(".tabulator-row.tabulator-selected")).to_have_count(0)
+    expect(page.locator(".trace-holding")).not_to_contain_text("a row is selected")
 
 
 def test_without_a_configured_token_the_page_asks_for_one(stack, page):

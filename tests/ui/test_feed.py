@@ -43,14 +43,15 @@ class Feed:
         return dict(zip(self.feed.frame["id"], self.feed.frame["flag"]))
 
 
-def test_a_new_trace_appears_highlighted_and_counts_in_the_badge():
+def test_a_new_trace_at_the_top_appears_highlighted_and_no_badge_counts_it():
     f = Feed()
     f.arrive(trace("a"))
     changes = f.flush()
     assert f.ids() == ["a"]
     assert list(changes.appended["id"]) == ["a"]
     assert f.flags() == {"a": Flag.NEW}
-    assert f.feed.new_count == 1
+    assert f.feed.new_count == 0  # in view: nothing held back
+    assert f.feed.showing_text == "showing 1 of 1"
 
 
 def test_viewing_resets_the_count_and_ends_the_highlight():
@@ -77,7 +78,7 @@ def test_an_update_changes_the_row_in_place_and_flashes_it():
     assert f.flags() == {"a": Flag.NEW}
     f.flush(T0 + 9)
     assert f.flags() == {"a": Flag.NONE}
-    assert f.feed.new_count == 1  # an update is not a new trace
+    assert f.feed.new_count == 0
 
 
 def test_updates_to_one_trace_in_one_batch_coalesce():
@@ -103,13 +104,13 @@ def test_arrivals_queue_behind_the_badge_while_the_user_is_busy(how):
     changes = f.flush(T0 + 1)
     assert f.ids() == ["a"]  # nothing moved under the user...
     assert dict(changes.patches)["status"] == [(0, "error")]  # ...but the shown row still changes in place
-    assert (f.feed.new_count, f.feed.queued) == (3, 2)  # a was never viewed either
+    assert f.feed.new_count == 2  # b and c, held back from view
     if how == "selected":
         f.feed.selected_id = ""
     else:
         f.feed.at_top = True
     assert f.ids() == ["a", "b", "c"]
-    assert (f.feed.new_count, f.feed.queued) == (0, 0)
+    assert f.feed.new_count == 0
 
 
 def test_clicking_the_badge_shows_queued_rows_even_while_scrolled():
@@ -172,7 +173,10 @@ def test_the_text_filter_applies_to_rows_shown_and_arriving():
     f.arrive(trace("c", name="summarize"), trace("d", input=[{"role": "user", "content": "boom there"}]))
     f.flush(T0 + 1)
     assert f.ids() == ["b", "d"]
-    assert f.feed.new_count == 3  # a, b, and d; c never matched
+    assert f.feed.showing_text == 'showing 2 of 4 · text "BOOM"'
+    f.feed.text = ""  # clearing the search brings every row back, arrivals included
+    assert f.ids() == ["a", "b", "c", "d"]
+    assert f.feed.showing_text == "showing 4 of 4"
 
 
 def test_a_snapshot_replaces_the_rows():

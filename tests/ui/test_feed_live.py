@@ -50,7 +50,7 @@ async def test_the_snapshot_loads_then_live_rows_arrive(api, client, feed_for):
     assert feed.refresh_text.startswith("refreshed ")
     await post_trace(client, alice, id="new", status="running")
     await until(feed, lambda: list(feed.frame["id"]) == ["new", "old"])
-    assert feed.new_count == 1
+    assert feed.new_count == 0  # at the top, in view: nothing is held back
     await client.patch("/api/traces/new", headers=alice, json={"status": "success", "latency_ms": 5})
     await until(feed, lambda: feed.frame.set_index("id").at["new", "status"] == "success")
     assert len(feed.frame) == 2
@@ -143,3 +143,23 @@ async def test_stopping_leaves_no_task_and_no_stream(api, feed_for):
     assert not feed.running
     await wait_until(lambda: api.services.hub.open_streams == 0)
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("trace-")] == []
+
+
+async def test_filters_changed_quickly_end_on_the_latest_choice(api, client, feed_for):
+    alice = api.headers("alice")
+    for i, (model, status) in enumerate([("gpt-4o", "success"), ("gpt-4o", "error"), ("claude", "success"),
+                                         ("claude", "error"), ("gpt-4o", "success")]):
+        await post_trace(client, alice, id=f"t{i}", model=model, status=status)
+    feed = await feed_for()
+    await until(feed, lambda: feed.connection == "connected" and len(feed.frame) == 5)
+    feed.model = "gpt-4o"  # then, before that reload is done, a status
+    feed.status_filter = "error"
+    await until(feed, lambda: feed.showing_text == "showing 1 of 1 · model gpt-4o · status error")
+    assert list(feed.frame["id"]) == ["t1"]
+    feed.model = ""  # both back to "all", quickly
+    feed.status_filter = ""
+    await until(feed, lambda: feed.showing_text == "showing 5 of 5")
+    assert sorted(feed.frame["id"]) == [f"t{i}" for i in range(5)]
+    await post_trace(client, alice, id="live", model="claude", status="running")
+    await until(feed, lambda: "live" in set(feed.frame["id"]))
+    assert feed.showing_text == "showing 6 of 6"

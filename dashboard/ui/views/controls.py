@@ -60,7 +60,7 @@ class LiveControls(Viewer):
 
 
 class FilterBar(Viewer):
-    """Model, status and text filters; changing them keeps live mode on."""
+    """Model, status and text filters (live mode stays on), and what the table shows under them."""
 
     feed = param.ClassSelector(class_=TraceFeed)
 
@@ -69,20 +69,27 @@ class FilterBar(Viewer):
         feed = self.feed
         self.model = pn.widgets.Select(name="Model", options=self._model_options(), value=feed.model, width=200)
         self.trace_status = pn.widgets.Select(name="Status", options={"all": "", **{s: s for s in STATUS_CHOICES if s}},
-                                        value=feed.status_filter, width=140)
-        self.text = pn.widgets.TextInput(name="Search", placeholder="name, model, error, input, output…",
+                                              value=feed.status_filter, width=140)
+        # Filters as you type (value_input), not only on Enter; clearing it brings every row back.
+        self.text = pn.widgets.TextInput(name="Search (as you type)", placeholder="name, model, error, input, output…",
                                          value=feed.text, width=300)
+        self.showing = pn.pane.HTML(margin=(28, 10, 5, 10), styles={"color": "#4b5563"})
         self.model.param.watch(lambda e: setattr(feed, "model", e.new), "value")
         self.trace_status.param.watch(lambda e: setattr(feed, "status_filter", e.new), "value")
-        self.text.param.watch(lambda e: setattr(feed, "text", e.new.strip()), "value")
+        self.text.param.watch(lambda e: setattr(feed, "text", (e.new or "").strip()), "value_input")
         feed.param.watch(lambda _: setattr(self.model, "options", self._model_options()), "models")
+        feed.param.watch(self._render_showing, "showing_text")
+        self._render_showing()
 
     def _model_options(self) -> dict[str, str]:
         models = sorted(set(self.feed.models) | ({self.feed.model} - {""}))
         return {"all models": "", **{model: model for model in models}}
 
+    def _render_showing(self, *_: object) -> None:
+        self.showing.object = f'<span class="trace-showing">{html.escape(self.feed.showing_text)}</span>'
+
     def __panel__(self):
-        return pn.Row(self.model, self.trace_status, self.text, sizing_mode="stretch_width")
+        return pn.Row(self.model, self.trace_status, self.text, self.showing, sizing_mode="stretch_width")
 
 
 class HealthGauge(Viewer):

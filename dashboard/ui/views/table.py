@@ -14,7 +14,7 @@ from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
 from panel.viewable import Viewer
 
 from ..feed import TraceFeed
-from .scroll import ScrollSensor
+from .sensor import TableSensor
 from .style import trace_status_css
 
 PAGE_SIZE = 50
@@ -56,17 +56,20 @@ class TraceTable(Viewer):
             sizing_mode="stretch_width",
             height=TABLE_HEIGHT,
         )
-        self.sensor = ScrollSensor(width=0, height=0, margin=0)
+        self.sensor = TableSensor(width=0, height=0, margin=0)
         feed.param.watch(self._show, "changes")
         feed.param.watch(self._on_holding, "holding_reason")
         feed.param.watch(self._on_feed_selection, "selected_id")
         self.table.param.watch(self._on_selection, "selection")
         self.table.param.watch(self._on_viewport, ["page", "sorters"])
         self.sensor.param.watch(self._on_viewport, ["scrolled", "pointer_over"])
+        self.sensor.param.watch(self._deselect, "deselect_requests")
 
     def _show(self, *_: object) -> None:
-        """Send the current page of the feed's frame, unless the user is busy with the table."""
-        if self.feed.holding and not self.feed.changes.reset:
+        """Send the current page of the feed's frame. While the user is busy with the table, rows
+        still change in place (a running call ends, a highlight fades), but none is added."""
+        changes = self.feed.changes
+        if self.feed.holding and changes.appended is not None and not changes.reset:
             return
         # Same object, then a trigger: Panel recomputes and sends the page, and keeps the selection
         # (it clears it when ``value`` becomes another object).
@@ -90,6 +93,10 @@ class TraceTable(Viewer):
         sensor = self.sensor
         self.feed.at_top = (self.table.page == 1 and not self.table.sorters
                             and not sensor.scrolled and not sensor.pointer_over)
+
+    def _deselect(self, *_: object) -> None:
+        self.table.selection = []
+        self.feed.selected_id = ""
 
     def show_newest(self) -> None:
         """What the badge does: drop the selection and any sorting, go to the top, show what arrived."""

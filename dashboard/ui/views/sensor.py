@@ -1,5 +1,6 @@
-"""Tells Python whether the user is busy with the trace table (scrolled down, or pointing at rows),
-and scrolls it back to the top.
+"""Tells Python what the user does with the trace table that Tabulator does not report: scrolled
+down, pointing at rows, asking to deselect (a second click on the selected row, or Esc); and
+scrolls it back to the top.
 
 Panel's Tabulator reports its page and selection but not its scroll offset, and arrivals must not
 move rows under a user who scrolled. This invisible component finds the table's scroll area (inside
@@ -18,11 +19,12 @@ import param
 from panel.custom import JSComponent
 
 
-class ScrollSensor(JSComponent):
+class TableSensor(JSComponent):
     scrolled = param.Boolean(default=False, doc="The table is scrolled down past ``threshold`` pixels.")
     pointer_over = param.Boolean(default=False, doc="The pointer is over the rows (a click may be coming).")
     threshold = param.Integer(default=24)
     top_requests = param.Integer(default=0, doc="Incremented to scroll the table back to its top.")
+    deselect_requests = param.Integer(default=0, doc="Incremented by the page: a second click on the selected row, or Esc.")
 
     _esm = """
     function findHolder(root) {
@@ -74,6 +76,12 @@ class ScrollSensor(JSComponent):
           clearTimeout(leaveTimer)
           if (!model.pointer_over) model.pointer_over = true
         })
+        // A click on the row that is already selected means "deselect": seen before Tabulator handles it.
+        holder.addEventListener('click', (event) => {
+          const row = event.target.closest && event.target.closest('.tabulator-row')
+          // After Tabulator's own click handling, which re-sends the same selection first.
+          if (row && row.classList.contains('tabulator-selected')) setTimeout(() => { model.deselect_requests += 1 }, 0)
+        }, { capture: true })
         holder.addEventListener('pointerleave', () => {
           clearTimeout(leaveTimer)
           leaveTimer = setTimeout(() => { if (model.pointer_over) model.pointer_over = false }, 300)
@@ -82,7 +90,9 @@ class ScrollSensor(JSComponent):
       }
       attach()
       const timer = setInterval(attach, 500)
-      model.on('remove', () => clearInterval(timer))
+      const onKey = (event) => { if (event.key === 'Escape') model.deselect_requests += 1 }
+      document.addEventListener('keydown', onKey)
+      model.on('remove', () => { clearInterval(timer); document.removeEventListener('keydown', onKey) })
       model.on('top_requests', () => {
         if (holder === null) return
         upAt = performance.now()
