@@ -2,9 +2,9 @@
 
 import panel as pn
 
-from dashboard.ui.session import EXTENSIONS, serve
+from dashboard.ui.session import extension, serve
 
-pn.extension(*EXTENSIONS, notifications=True)
+extension()
 
 if pn.state.served:
     serve().servable(title="Live LLM traces")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -36,16 +36,15 @@ from ..client import (
     fetch_snapshot,
 )
 from ..schema import TraceStatus
+from .announcer import Announcer, Notifier
 from .follower import StreamFollower
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
-from .toast_digest import ToastDigest
 from .wording import connection_words
 
 log = logging.getLogger(__name__)
 
 STATUS_CHOICES = ["", *(status.value for status in TraceStatus)]  # '' for every status
-Notifier = Callable[[str, str], None]  # (level: "info" | "success" | "warning" | "error", message)
 
 
 class TraceFeed(param.Parameterized):
@@ -97,24 +96,24 @@ class TraceFeed(param.Parameterized):
         params.setdefault("changes", NO_CHANGE)
         super().__init__(**params)
         self._token = token or ""
-        self.notifier = notifier
         self._client = client  # for tests; normally each stream owns its own
-        self.toasts: deque[tuple[str, str]] = deque(maxlen=100)
+        self.announcer = Announcer(notifier)
         self._table = TableState(self.max_rows, highlight_seconds=self.highlight_seconds,
                                  flash_seconds=self.flash_seconds)
         self.frame = self._table.frame
         self._inbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stats = RollingModelStats(self.stats_window)
-        self._digest = ToastDigest()
         self._pending_snapshot: Snapshot | None = None
         self._needs_snapshot = True
         self._position: int | None = None
         self._health = StreamHealth()
-        self._was_connected = False
         self._last_toast = 0.0
         self._last_stats = 0.0
         self._last_clock = 0.0
         self._follower = StreamFollower(self._open_stream, self.ingest)
+        self._stopped = False
+        self.connection_text, _ = connection_words(self._health, live=self.live, token=bool(self._token))
+        self.refresh_text = "loading…" if self.live and self._token else "not loaded"
         self._tasks: list[asyncio.Task[None]] = []
 
     # ----------------------------------------------------------------------------- actions
@@ -136,6 +135,7 @@ class TraceFeed(param.Parameterized):
         """Start following (on the running event loop). Stop with ``await feed.stop()``."""
         if self.running:
             return
+        self._stopped = False
         self._tasks = [
             asyncio.create_task(self._follower.run(), name="trace-feed follow"),
             asyncio.create_task(self._apply_loop(), name="trace-feed apply"),
@@ -148,6 +148,8 @@ class TraceFeed(param.Parameterized):
         self._tasks = []
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        self._stopped = True
+        self.live = False  # the toggle says it, and turning it back on starts the feed again
         self._health = StreamHealth()
         self._update_connection(time.time())
 
@@ -177,8 +179,8 @@ class TraceFeed(param.Parameterized):
             self._update_showing()
 
     def filtered_frame(self) -> pd.DataFrame:
-        """A copy of the rows shown (newest first), for your own analysis."""
-        return self.frame.copy()
+        """A copy of the rows shown (newest first), with the trace columns only, for your own analysis."""
+        return self.frame.drop(columns=["seq", "flag"]).reset_index(drop=True)
 
     async def snapshot_frame(self, limit: int = 1000) -> pd.DataFrame:
         """Pull your recent traces (with every field) into a new DataFrame, newest first."""
@@ -217,6 +219,10 @@ class TraceFeed(param.Parameterized):
 
     @param.depends("live", watch=True)
     def _on_live(self) -> None:
+        if not self.live:
+            self.announcer.forget_loss()
+        elif self._stopped:
+            self.start()
         self._follower.restart()
 
     @param.depends("model", "status_filter", watch=True)
@@ -315,8 +321,7 @@ class TraceFeed(param.Parameterized):
                 self._update_refresh_text(now)
             if now - self._last_toast >= self.toast_seconds:
                 self._last_toast = now
-                for level, message in self._digest.drain():
-                    self._toast(level, message)
+                self.announcer.flush(self._table.trace)
             if now - self._last_stats >= self.stats_seconds or changes.reset:
                 self._last_stats = now
                 self.model_stats = self._stats.compute(now)
@@ -335,10 +340,10 @@ class TraceFeed(param.Parameterized):
     def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
         for trace in traces:
             if self._stats.add_if_final(trace, now) and trace["status"] == TraceStatus.error.value:
-                self._digest.failed(trace)
+                self.announcer.failed(trace)
         changes, new = self._table.arrive(traces, now, text=self.text, holding=self.holding)
         for trace in new:
-            self._digest.new(trace)
+            self.announcer.new(trace)
         self.new_count = len(self._table.held)
         self._note_models(traces)
         return changes
@@ -358,15 +363,12 @@ class TraceFeed(param.Parameterized):
         """The connection's state and its words from the stream's health; toasts when it is lost or back."""
         health = self._health
         status = health.status
-        text, error = connection_words(health, live=self.live)
+        text, error = connection_words(health, live=self.live, token=bool(self._token))
+        if self._stopped:
+            text, error = "stopped", ""
         previous = self.connection
         self.connection, self.connection_text, self.error = status, text, error
-        if status == ConnectionStatus.connected and previous != ConnectionStatus.connected:
-            if self._was_connected:
-                self._toast("success", "connection restored")
-            self._was_connected = True
-        elif previous == ConnectionStatus.connected and status in (ConnectionStatus.reconnecting, ConnectionStatus.error):
-            self._toast("error", error or "connection lost")
+        self.announcer.connection(previous, status, error)
         last = health.last_activity_at
         if status in (ConnectionStatus.off, ConnectionStatus.error) or last is None:
             self.heartbeat_age = None
@@ -390,11 +392,3 @@ class TraceFeed(param.Parameterized):
         if self.last_refresh_at is not None:
             ago = max(0, round(now - self.last_refresh_at.timestamp()))
             self.refresh_text = f"refreshed {self.last_refresh_at.astimezone().strftime('%H:%M:%S')} ({ago} s ago)"
-
-    def _toast(self, level: str, message: str) -> None:
-        self.toasts.append((level, message))
-        if self.notifier is not None:
-            try:
-                self.notifier(level, message)
-            except Exception:
-                log.exception("a toast failed")

@@ -22,6 +22,17 @@ from .views.table import TABLE_HEIGHT
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("tabulator", "echarts")
+# Toasts in the page's own font, at the top right: clear of the charts and of the table's rows.
+PAGE_CSS = """
+.notyf, .notyf__toast { font-family: -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial,
+  sans-serif !important; font-size: 14px; }
+"""
+TOAST_POSITION = "top-right"
+
+
+def extension() -> None:
+    """Load what the dashboard needs into Panel (``panel serve`` or a notebook): call once, first."""
+    pn.extension(*EXTENSIONS, notifications=True, raw_css=[PAGE_CSS])
 
 
 class TraceDashboard(Viewer):
@@ -55,6 +66,18 @@ class TraceDashboard(Viewer):
     async def stop(self) -> None:
         """Stop the feed (its stream and tasks); for notebooks, where no session ends to do it."""
         await self.feed.stop()
+
+    @property
+    def stop_button(self) -> pn.widgets.Button:
+        """A button that stops the feed, for a notebook's last cell (Run All leaves the view live)."""
+        button = pn.widgets.Button(name="Stop the live feed", button_type="warning", width=180)
+
+        async def stop(_: object) -> None:
+            await self.stop()
+            button.name, button.disabled = "Stopped (turn Live on to restart)", True
+
+        button.on_click(stop)
+        return button
 
 
 def make_feed(api_url: str | None = None, token: str | None = None, **params) -> TraceFeed:
@@ -94,6 +117,8 @@ def serve() -> TraceDashboard:
     feed = make_feed()
     dashboard = TraceDashboard(feed=feed)
     doc = pn.state.curdoc
+    if pn.state.notifications is not None:
+        pn.state.notifications.position = TOAST_POSITION
 
     async def start() -> None:
         feed.start()

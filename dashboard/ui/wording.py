@@ -8,11 +8,13 @@ from typing import Any
 from ..client import ConnectionStatus, StreamHealth
 
 
-def connection_words(health: StreamHealth, *, live: bool) -> tuple[str, str]:
+def connection_words(health: StreamHealth, *, live: bool, token: bool = True) -> tuple[str, str]:
     """(the status line, the error banner's message or '') for this health."""
     match health.status:
         case ConnectionStatus.off:
-            return ("off" if live else "paused"), ""
+            if not live:
+                return "paused", ""
+            return ("connecting…" if token else "waiting for a token"), ""
         case ConnectionStatus.connecting:
             return "connecting…", ""
         case ConnectionStatus.connected:

@@ -142,7 +142,7 @@ def test_a_burst_makes_one_toast_and_a_single_arrival_names_the_call():
     f.flush(T0 + 3)
     f.arrive(trace("one", model="claude-3-haiku", name="classify", status="success", latency_ms=812.0))
     f.flush(T0 + 6)
-    assert list(f.feed.toasts) == [("info", "37 new traces"), ("info", "new trace: claude-3-haiku · classify · 812 ms")]
+    assert list(f.feed.announcer.toasts) == [("info", "37 new traces"), ("info", "new trace: claude-3-haiku · classify · 812 ms")]
 
 
 def test_a_failed_call_makes_an_error_toast():
@@ -151,7 +151,7 @@ def test_a_failed_call_makes_an_error_toast():
     f.arrive(trace("a"))
     f.arrive(trace("a", status="error", error="RateLimitError: 429 Too Many Requests", latency_ms=40.0), update=True)
     f.flush(T0 + 3)
-    assert ("error", "failed: gpt-4o · summarize · 40 ms: RateLimitError: 429 Too Many Requests") in f.feed.toasts
+    assert ("error", "failed: gpt-4o · summarize · 40 ms: RateLimitError: 429 Too Many Requests") in f.feed.announcer.toasts
 
 
 def test_the_notifier_receives_each_toast():
@@ -220,8 +220,51 @@ def test_connection_lost_and_restored_make_toasts():
     feed.flush()
     feed.on_health(health(status="connected"))
     feed.flush()
-    assert list(feed.toasts) == [("error", "connection lost: the server closed the stream"),
+    assert list(feed.announcer.toasts) == [("error", "connection lost: the server closed the stream"),
                                  ("success", "connection restored")]
+
+
+def test_what_the_user_did_is_not_announced():
+    feed = TraceFeed("token")
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    feed.live = False  # paused: the stream closes
+    feed.on_health(health(status="off"))
+    feed.flush()
+    feed.live = True
+    feed.on_health(health(status="connecting"))
+    feed.flush()
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    feed.refresh()  # a Refresh, or new filters, replace the stream too
+    feed.on_health(health(status="off"))
+    feed.flush()
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    assert list(feed.announcer.toasts) == []
+
+
+def test_a_lost_connection_the_user_then_paused_is_not_announced_as_restored():
+    feed = TraceFeed("token")
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    feed.on_health(health(status="reconnecting", attempt=1, last_error="the server closed the stream"))
+    feed.flush()
+    feed.live = False
+    feed.live = True
+    feed.on_health(health(status="connected"))
+    feed.flush()
+    assert [level for level, _ in feed.announcer.toasts] == ["error"]
+
+
+def test_a_toast_names_the_call_as_it_is_when_the_toast_goes_out():
+    f = Feed(toast_seconds=3)
+    f.flush(T0)
+    f.arrive(trace("a", name="classify", status="running"))
+    f.flush(T0 + 1)
+    f.arrive(trace("a", name="classify", status="success", latency_ms=812.0), update=True)
+    f.flush(T0 + 3)
+    assert list(f.feed.announcer.toasts) == [("info", "new trace: gpt-4o · classify · 812 ms")]
 
 
 def test_the_health_warns_after_a_minute_without_a_ping_or_event():

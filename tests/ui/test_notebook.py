@@ -21,6 +21,9 @@ async def test_the_notebook_runs_and_shows_recent_traces_then_the_live_view(api,
     monkeypatch.setenv("TRACES_API_URL", api.url)
     monkeypatch.setenv("TRACES_TOKEN", api.token("alice"))
     notebook = nbformat.read(NOTEBOOK, as_version=4)
+    # Run All leaves the feed live; the user stops it when done, as this extra cell does.
+    notebook.cells.append(nbformat.v4.new_code_cell(
+        'assert view.feed.running\nawait view.stop()\nprint("live feed:", view.feed.connection_text)'))
     await NotebookClient(notebook, timeout=120, kernel_name="python3").async_execute()
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])]
     html = "".join(output.get("data", {}).get("text/html", "") for output in outputs)
@@ -28,6 +31,9 @@ async def test_the_notebook_runs_and_shows_recent_traces_then_the_live_view(api,
     assert "notebook-call-2" in html and "<table" in html  # the DataFrame, rendered
     assert "3 traces, stream position 3" in text
     assert "connected" in text
-    assert "live feed: off" in text
+    assert "live feed: stopped" in text
     assert any("application/vnd.holoviews_exec.v0+json" in output.get("data", {}) for output in outputs)
     assert not [output for output in outputs if output.get("output_type") == "error"]
+    shown = next(cell for cell in notebook.cells if cell.cell_type == "code" and "filtered_frame()" in cell.source)
+    shown_html = "".join(output.get("data", {}).get("text/html", "") for output in shown.outputs)
+    assert "<th>name</th>" in shown_html and "<th>flag</th>" not in shown_html and "<th>seq</th>" not in shown_html
