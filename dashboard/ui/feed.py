@@ -38,9 +38,10 @@ from ..client import (
 from ..schema import TraceStatus
 from .announcer import Announcer, Notifier
 from .follower import StreamFollower
+from .rows import matches_text
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
-from .wording import connection_words
+from .wording import connection_words, refreshed_words, showing_words
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,8 @@ class TraceFeed(param.Parameterized):
     models = param.List(default=[], item_type=str, doc="Every model seen, for the filter.")
     model_stats = param.List(default=[], doc="ModelStats per model over the rolling window.")
     stats_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of ``model_stats``.")
-
+    stats_history = param.List(default=[], doc="(epoch seconds, [ModelStats]) the charts start over from, "
+                                               "after a reload or a new text: the loaded traces' past.")
     holding_reason = param.String(default="", doc="Why arrivals wait behind the badge ('' when they show at once).")
 
     # What the table tells us about the user.
@@ -322,7 +324,10 @@ class TraceFeed(param.Parameterized):
             if now - self._last_toast >= self.toast_seconds:
                 self._last_toast = now
                 self.announcer.flush(self._table.trace)
-            if now - self._last_stats >= self.stats_seconds or changes.reset:
+            if changes.reset:  # the rows shown are others: the charts start over from them
+                self._restart_stats(now)
+            elif now - self._last_stats >= self.stats_seconds and self.connection == ConnectionStatus.connected:
+                # Not while paused or disconnected: a chart must not show a fall in traffic it did not see.
                 self._last_stats = now
                 self.model_stats = self._stats.compute(now)
                 self.stats_at = now
@@ -330,8 +335,6 @@ class TraceFeed(param.Parameterized):
 
     def _apply_snapshot(self, snapshot: Snapshot, now: float) -> TableChanges:
         traces = list(reversed(snapshot.traces))  # oldest first, as rows arrive
-        for trace in traces:
-            self._stats.add_if_final(trace, now)
         self.last_refresh_at = datetime.now(UTC)
         self._note_models(traces)
         self.new_count = 0
@@ -339,7 +342,8 @@ class TraceFeed(param.Parameterized):
 
     def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
         for trace in traces:
-            if self._stats.add_if_final(trace, now) and trace["status"] == TraceStatus.error.value:
+            counted = matches_text(trace, self.text) and self._stats.add_if_final(trace, now)
+            if counted and trace["status"] == TraceStatus.error.value:
                 self.announcer.failed(trace)
         changes, new = self._table.arrive(traces, now, text=self.text, holding=self.holding)
         for trace in new:
@@ -347,6 +351,16 @@ class TraceFeed(param.Parameterized):
         self.new_count = len(self._table.held)
         self._note_models(traces)
         return changes
+
+    def _restart_stats(self, now: float) -> None:
+        """Stats of the traces loaded now (under the filters now), with their past as chart points."""
+        self._stats = RollingModelStats(self.stats_window)
+        for trace in self._table.matching(self.text):
+            self._stats.add_if_final(trace, now)
+        self._last_stats = now
+        self.stats_history = self._stats.history(now, self.stats_seconds)
+        self.model_stats = self._stats.compute(now)
+        self.stats_at = now
 
     def _publish(self, changes: TableChanges) -> None:
         if not changes.empty:
@@ -378,17 +392,9 @@ class TraceFeed(param.Parameterized):
             self.health_warning = self.heartbeat_age > self.warn_after
 
     def _update_showing(self) -> None:
-        """'showing 12 of 340 · model gpt-4o · status error · text "timeout"': the table says what it shows."""
-        parts = [f"showing {len(self.frame):,} of {self._table.loaded_count:,}"]
-        if self.model:
-            parts.append(f"model {self.model}")
-        if self.status_filter:
-            parts.append(f"status {self.status_filter}")
-        if self.text:
-            parts.append(f'text "{self.text}"')
-        self.showing_text = " · ".join(parts)
+        self.showing_text = showing_words(len(self.frame), self._table.loaded_count,
+                                          model=self.model, status=self.status_filter, text=self.text)
 
     def _update_refresh_text(self, now: float) -> None:
         if self.last_refresh_at is not None:
-            ago = max(0, round(now - self.last_refresh_at.timestamp()))
-            self.refresh_text = f"refreshed {self.last_refresh_at.astimezone().strftime('%H:%M:%S')} ({ago} s ago)"
+            self.refresh_text = refreshed_words(self.last_refresh_at, now)

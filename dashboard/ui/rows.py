@@ -25,8 +25,9 @@ class Flag(StrEnum):
 
 
 def display_time(trace: dict[str, Any]) -> str:
-    """``YYYY-MM-DD HH:MM:SS`` (UTC) of when the call started, or when it was recorded."""
-    moment = trace.get("started_at") or trace.get("created_at") or ""
+    """``YYYY-MM-DD HH:MM:SS`` (UTC) of when the server recorded the call: the order rows arrive in,
+    so the column reads in order (a writer's own ``started_at`` clock may be seconds off)."""
+    moment = trace.get("created_at") or trace.get("started_at") or ""
     return moment[:19].replace("T", " ")
 
 

@@ -22,12 +22,13 @@ from .views.table import TABLE_HEIGHT
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("tabulator", "echarts")
-# Toasts in the page's own font, at the top right: clear of the charts and of the table's rows.
+# Toasts in the page's own font, at the top centre: over the empty middle of the header, clear of the
+# charts, the table's rows and the banner's Retry button.
 PAGE_CSS = """
 .notyf, .notyf__toast { font-family: -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif !important; font-size: 14px; }
 """
-TOAST_POSITION = "top-right"
+TOAST_POSITION = "top-center"
 
 
 def extension() -> None:

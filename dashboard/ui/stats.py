@@ -86,15 +86,21 @@ class RollingModelStats:
         return max(60.0, min(self.window_seconds, seen)) / 60
 
     def compute(self, now: float) -> list[ModelStats]:
-        """Stats per model over the window ending ``now``, models sorted by name."""
+        """Stats per model over the window ending ``now``, models sorted by name; calls older than
+        the window are forgotten."""
         horizon = now - self.window_seconds
         while self._calls and next(iter(self._calls.values())).at < horizon:
             self._calls.popitem(last=False)
+        return self.compute_at(now)
+
+    def compute_at(self, at: float) -> list[ModelStats]:
+        """Stats per model over the window ending ``at`` (which may be in the past), forgetting nothing."""
+        horizon = at - self.window_seconds
         by_model: dict[str, list[_Call]] = {}
         for call in self._calls.values():
-            if call.at >= horizon:
+            if horizon <= call.at <= at:
                 by_model.setdefault(call.model, []).append(call)
-        minutes = self._minutes_observed(now)
+        minutes = self._minutes_observed(at)
         result = []
         for model in sorted(by_model):
             calls = by_model[model]
@@ -108,3 +114,15 @@ class RollingModelStats:
                 calls=len(calls),
             ))
         return result
+
+    def history(self, now: float, step: float, most: int = 60) -> list[tuple[float, list[ModelStats]]]:
+        """Points at most ``most`` and at least ``step`` seconds apart, from the first call held (or the
+        window's start) to ``now``: what the charts start from, instead of ramping up from nothing."""
+        if self._earliest is None:
+            return []
+        start = max(now - self.window_seconds, self._earliest)
+        step = max(step, (now - start) / most)
+        times = [now]
+        while times[-1] - step >= start:
+            times.append(times[-1] - step)
+        return [(at, stats) for at in reversed(times) if (stats := self.compute_at(at))]

@@ -94,6 +94,10 @@ class TableState:
     def trace(self, trace_id: str) -> Trace | None:
         return self._loaded.get(trace_id)
 
+    def matching(self, text: str) -> list[Trace]:
+        """The loaded traces that match ``text``, oldest first (held ones included)."""
+        return [t for t in self._loaded.values() if matches_text(t, text)]
+
     def load(self, traces: list[Trace], *, text: str) -> TableChanges:
         """Start over from these traces (oldest first): what a snapshot holds. Nothing is held."""
         self._loaded = OrderedDict((t["id"], t) for t in traces[-self.max_rows:])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Any
 
 from ..client import ConnectionStatus, StreamHealth
@@ -45,3 +46,21 @@ def describe_call(trace: dict[str, Any]) -> str:
     latency = trace.get("latency_ms")
     parts.append(f"{latency:,.0f} ms" if latency is not None else trace.get("status") or "")
     return " · ".join(part for part in parts if part)
+
+
+def showing_words(shown: int, loaded: int, *, model: str, status: str, text: str) -> str:
+    """'showing 12 of 340 · model gpt-4o · status error · text "timeout"': what the table shows."""
+    parts = [f"showing {shown:,} of {loaded:,}"]
+    if model:
+        parts.append(f"model {model}")
+    if status:
+        parts.append(f"status {status}")
+    if text:
+        parts.append(f'text "{text}"')
+    return " · ".join(parts)
+
+
+def refreshed_words(at: datetime, now: float) -> str:
+    """'refreshed 14:03:22 (8 s ago)', in the viewer's local time."""
+    ago = max(0, round(now - at.timestamp()))
+    return f"refreshed {at.astimezone().strftime('%H:%M:%S')} ({ago} s ago)"

@@ -79,7 +79,10 @@ def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp
         expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
         expect(row(page, "while-you-were-away")).to_be_visible(timeout=TIMEOUT)
         expect(page.get_by_role("button", name="Retry now")).to_be_hidden()
-        expect(page.locator(".notyf__toast", has_text="connection restored")).to_be_visible(timeout=TIMEOUT)
+        toast = page.locator(".notyf__toast", has_text="connection restored")
+        expect(toast).to_be_visible(timeout=TIMEOUT)
+        font = toast.evaluate("element => getComputedStyle(element).fontFamily")
+        assert "Segoe UI" in font, font  # the page's own sans-serif, not the browser's serif default
     finally:
         restarted.stop()
 
@@ -196,3 +199,34 @@ def test_closing_tabs_closes_their_streams(stack, browser):
         context.close()
     # Panel destroys a session some seconds after its tab closes; its stream goes with it.
     poll_until(lambda: open_streams(api) == 0, timeout=30, what="the closed tabs' streams to end")
+
+
+# The bottom edge of every drawn canvas (Bokeh's charts and the ECharts gauge), inside shadow roots too.
+CANVAS_BOTTOMS = """(() => {
+    const found = [];
+    const walk = (root) => root.querySelectorAll('*').forEach((e) => {
+        if (e.tagName === 'CANVAS' && e.getBoundingClientRect().height > 50) found.push(e.getBoundingClientRect().bottom);
+        if (e.shadowRoot) walk(e.shadowRoot);
+    });
+    walk(document);
+    return found;
+})()"""
+
+
+def test_at_1440_by_900_the_charts_are_above_the_fold_and_a_cut_off_error_shows_whole_on_hover(stack, browser):
+    api, panel = stack()
+    error = "<b>RateLimitError</b>: 429 Too Many Requests; " + "retry after the window resets " * 6
+    post(api, "alice", id="long", name="long-error", model="gpt-4o", status="error", error=error, latency_ms=40)
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    try:
+        page = context.new_page()
+        open_dashboard(page, panel)
+        cell = row(page, "long-error").locator(".tabulator-cell[tabulator-field='error'] span")
+        expect(cell).to_have_attribute("title", error, timeout=TIMEOUT)  # the whole text, as written
+        expect(row(page, "long-error").locator("b")).to_have_count(0)  # shown as text, never as markup
+        page.wait_for_function(CANVAS_BOTTOMS + ".length >= 4", timeout=TIMEOUT)  # the gauge and three charts
+        bottoms = page.evaluate(CANVAS_BOTTOMS)
+        assert max(bottoms) <= 900, bottoms  # every chart whole on the first screen
+        shot(page, "fold-1440x900")
+    finally:
+        context.close()

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from bokeh.models import ColumnDataSource, GlyphRenderer
 
-from dashboard.client import TraceEvent
+from dashboard.client import StreamHealth, TraceEvent
 from dashboard.ui.feed import TraceFeed
 from dashboard.ui.stats import ModelStats
 from dashboard.ui.views.charts import MAX_POINTS, ModelCharts
@@ -39,6 +39,7 @@ class Charts:
     def __init__(self, **params) -> None:
         params.setdefault("stats_seconds", 5)
         self.feed = TraceFeed("token", **params)
+        self.feed.on_health(StreamHealth(status="connected"))  # points are plotted only while connected
         self.charts = ModelCharts(feed=self.feed)
         self.seq = 0
         self.recomputed: list[tuple[datetime, list[ModelStats]]] = []  # what the feed published, in order
@@ -63,8 +64,8 @@ class Charts:
         """The renderers that draw a model (not the empty placeholder line every figure starts with)."""
         return [r for r in plot.renderers if r.data_source in self.charts.sources.values()]
 
-    def legend_labels(self) -> list[str]:
-        return [item.label.value for item in self.charts.legend.items]
+    def legend_labels(self, plot=None) -> list[str]:
+        return [item.label.value for item in self.charts.legends[plot or self.charts.latency].items]
 
 
 def column(source: ColumnDataSource, name: str) -> list:
@@ -120,19 +121,19 @@ def test_each_model_gets_one_source_with_one_point_per_recompute_matching_the_fe
     assert column(gpt, "calls_per_min")[0] == 20 and column(gpt, "calls_per_min")[-1] == 21  # per the first minute
 
 
-def test_each_model_has_one_colour_in_every_chart_and_one_legend_item_on_the_latency_chart_only():
+def test_each_model_has_one_colour_in_every_chart_and_every_chart_has_a_legend():
     c = Charts()
     c.arrive(done("g", "gpt-4o", 100.0), done("c", "claude", 200.0))
     c.flush(T0)
     c.arrive(done("h", "haiku", 300.0))  # a model seen later gets its lines then
     c.flush(T0 + 5)
 
-    assert c.legend_labels() == ["claude", "gpt-4o", "haiku"]
-    assert [len(plot.legend) for plot in c.figures] == [1, 0, 0]
-    assert c.charts.latency.legend[0] is c.charts.legend
-    for item in c.charts.legend.items:
-        source = c.charts.sources[item.label.value]
-        assert {r.data_source for r in item.renderers} == {source}  # the item hides that model's lines
+    for plot in c.figures:
+        assert c.legend_labels(plot) == ["claude", "gpt-4o", "haiku"]
+        assert len(plot.legend) == 1 and plot.legend[0] is c.charts.legends[plot]
+        for item in c.charts.legends[plot].items:
+            source = c.charts.sources[item.label.value]
+            assert {r.data_source for r in item.renderers} == {source}  # the item hides that model's lines
 
     colours = {}
     for model, source in c.charts.sources.items():
@@ -167,3 +168,35 @@ def test_points_roll_over_at_max_points():
     assert times == [at for at, _ in c.recomputed[extra:]]  # the oldest points went, the newest stayed
     for name in ("model", *FIELDS):
         assert len(column(c.charts.sources["gpt-4o"], name)) == MAX_POINTS
+
+
+def test_nothing_is_plotted_while_disconnected_or_paused():
+    c = Charts(stats_seconds=5)
+    c.arrive(done("g", "gpt-4o", 100.0))
+    c.flush(T0)
+    c.feed.on_health(StreamHealth(status="reconnecting", attempt=1))
+    c.flush(T0 + 5)
+    c.flush(T0 + 10)
+    c.feed.on_health(StreamHealth(status="connected"))
+    c.flush(T0 + 15)
+    assert column(c.charts.sources["gpt-4o"], "time") == [at for at, _ in c.recomputed]
+    assert len(c.recomputed) == 2  # before the outage and after it: a gap, not a fall in traffic
+
+
+def test_after_a_reload_the_charts_start_over_from_the_loaded_traces_past():
+    from dashboard.client import Snapshot
+
+    c = Charts(stats_seconds=5, stats_window=300)
+    c.arrive(done("old", "claude", 100.0))
+    c.flush(T0)
+    # A reload (new filters) brings calls that ended over the last four minutes.
+    past = [done(f"p{i}", "gpt-4o", 200.0) | {"ended_at": datetime.fromtimestamp(T0 - 240 + 20 * i, UTC).isoformat()}
+            for i in range(12)]
+    c.feed.ingest(Snapshot(list(reversed(past)), last_event_id=40, reason=""))
+    c.flush(T0 + 1)
+    assert "claude" not in {s.model for _, stats in [(0, c.feed.model_stats)] for s in stats}
+    assert len(column(c.charts.sources["claude"], "time")) == 0  # what the old filters showed is gone
+    times = column(c.charts.sources["gpt-4o"], "time")
+    assert len(times) > 10  # a line across the loaded past at once, not one point ramping up
+    assert times[0] <= datetime.fromtimestamp(T0 - 200, UTC).replace(tzinfo=None)
+    assert column(c.charts.sources["gpt-4o"], "p50")[-1] == 200.0

@@ -25,6 +25,7 @@ class Feed:
 
     def __init__(self, **params) -> None:
         self.feed = TraceFeed("token", **params)
+        self.feed.on_health(StreamHealth(status="connected"))
         self.seq = 0
 
     def arrive(self, *traces: dict, update: bool = False) -> None:

@@ -1,7 +1,10 @@
-"""Per-model latency (p50, p95), calls per minute and error rate over time, from the arriving traces.
+"""Per-model latency (p50, p95), calls per minute and error rate over time, from the traces shown.
 
 Each model has one ColumnDataSource; a new point is streamed into it (with rollover) whenever the
-feed recomputes its stats. The figures are built once; only a new model adds lines to them.
+feed recomputes its stats, which it does only while connected. After a reload or a change of filters
+the sources start over from the feed's ``stats_history`` (the loaded traces' past), so a chart never
+mixes what two filters showed, and never ramps up from nothing. The figures are built once; only a
+new model adds lines to them. Latency is on a log scale: one 10 s call must not flatten every other line.
 """
 
 from __future__ import annotations
@@ -10,7 +13,17 @@ from datetime import UTC, datetime
 
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, DataRange1d, DatetimeTickFormatter, HoverTool, Legend, LegendItem
+from bokeh.models import (
+    ColumnDataSource,
+    DataRange1d,
+    DatetimeTickFormatter,
+    HoverTool,
+    Legend,
+    LegendItem,
+    LogTicker,
+    NumeralTickFormatter,
+    Range1d,
+)
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
 from panel.viewable import Viewer
@@ -18,13 +31,26 @@ from panel.viewable import Viewer
 from ..feed import TraceFeed
 
 MAX_POINTS = 720  # an hour at one point every 5 s
+CHART_HEIGHT = 220
+LATENCY_RANGE = (100.0, 2000.0)  # ms, until there is data
+COLUMNS = ("time", "model", "p50", "p95", "calls_per_min", "error_pct")
 
 
-def _figure(title: str, y_label: str):
-    # At least two minutes across: with one or two points the axis would otherwise zoom to microseconds.
-    plot = figure(title=title, x_axis_type="datetime", x_range=DataRange1d(min_interval=120_000), height=240,
-                  sizing_mode="stretch_width", toolbar_location=None, y_axis_label=y_label, min_border_left=50)
+def _empty() -> dict[str, list]:
+    return {column: [] for column in COLUMNS}  # new lists each time: Bokeh streams into them in place
+
+
+def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "linear"):
+    # A log axis gets a range of its own, set from the data: Bokeh draws no axis at all when every
+    # value is NaN (a model whose calls all failed), and a log axis cannot start at 0.
+    y_range = Range1d(*LATENCY_RANGE) if y_axis_type == "log" else DataRange1d()
+    plot = figure(title=title, x_axis_type="datetime", x_range=x_range, height=CHART_HEIGHT,
+                  sizing_mode="stretch_width", toolbar_location=None, y_axis_label=y_label, min_border_left=50,
+                  y_axis_type=y_axis_type, y_range=y_range)
     plot.title.text_font_size = "13px"
+    if y_axis_type == "log":  # 100, 200, 500, 1,000, 2,000 ms: round numbers a person reads at a glance
+        plot.yaxis.ticker = LogTicker(mantissas=[1, 2, 5])
+        plot.yaxis.formatter = NumeralTickFormatter(format="0,0")
     plot.xaxis.axis_label = "time (UTC)"
     plot.xaxis.ticker.desired_num_ticks = 4
     plot.xaxis.formatter = DatetimeTickFormatter(seconds="%H:%M:%S", minsec="%H:%M:%S", minutes="%H:%M",
@@ -40,47 +66,78 @@ class ModelCharts(Viewer):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.latency = _figure("Latency per model: p50 (solid) and p95 (dashed)", "ms")
-        self.calls = _figure("Calls per minute", "calls / min")
-        self.errors = _figure("Error rate", "% of calls")
+        # One time axis for the three: the same moment sits at the same place in each, and a chart
+        # whose values are all gaps still has its axis. At least two minutes across: with one or two
+        # points the axis would otherwise zoom to microseconds.
+        time_range = DataRange1d(min_interval=120_000)
+        self.latency = _figure("Latency per model: p50 (solid) and p95 (dashed)", "ms (log scale)", time_range, "log")
+        self.calls = _figure("Calls per minute", "calls / min", time_range)
+        self.errors = _figure("Error rate", "% of calls", time_range)
         self.sources: dict[str, ColumnDataSource] = {}
-        self.legend = Legend(items=[], location="top_left", click_policy="hide", label_text_font_size="11px")
-        self.latency.add_layout(self.legend, "right")  # one legend: the colours mean the same in every chart
+        self.legends = {plot: Legend(items=[], location="top_left", click_policy="hide", label_text_font_size="11px")
+                        for plot in (self.latency, self.calls, self.errors)}
+        for plot, legend in self.legends.items():  # each chart says which colour is which model
+            plot.add_layout(legend, "right")
+        self._last_at: datetime | None = None
         for plot, fields in ((self.latency, "@p50{0,0} ms p50, @p95{0,0} ms p95"), (self.calls, "@calls_per_min{0.0}/min"),
                              (self.errors, "@error_pct{0.0}%")):
             plot.add_tools(HoverTool(tooltips=[("model", "@model"), ("", fields)], formatters={"@time": "datetime"}))
         self.panes = [pn.pane.Bokeh(plot, sizing_mode="stretch_width") for plot in (self.latency, self.calls, self.errors)]
         self.empty = pn.pane.HTML('<div style="color:#6b7280;padding:8px">Charts fill in as calls complete.</div>')
         self.feed.param.watch(self._add_point, "stats_at")
+        self.feed.param.watch(self._start_over, "stats_history")
 
     def _source(self, model: str) -> ColumnDataSource:
         """The model's source; a new model gets its colour, lines and markers in all three charts."""
         source = self.sources.get(model)
         if source is None:
-            source = ColumnDataSource({"time": [], "model": [], "p50": [], "p95": [], "calls_per_min": [], "error_pct": []})
+            source = ColumnDataSource(_empty())
             colour = Category10_10[len(self.sources) % len(Category10_10)]
             p50 = self.latency.line("time", "p50", source=source, color=colour, line_width=2)
             p50_dots = self.latency.scatter("time", "p50", source=source, color=colour, size=5)
             p95 = self.latency.line("time", "p95", source=source, color=colour, line_width=1.5, line_dash="dashed")
-            self.legend.items.append(LegendItem(label=model, renderers=[p50, p50_dots, p95]))
+            self.legends[self.latency].items.append(LegendItem(label=model, renderers=[p50, p50_dots, p95]))
             for plot, field in ((self.calls, "calls_per_min"), (self.errors, "error_pct")):
-                plot.line("time", field, source=source, color=colour, line_width=2)
-                plot.scatter("time", field, source=source, color=colour, size=5)
+                line = plot.line("time", field, source=source, color=colour, line_width=2)
+                dots = plot.scatter("time", field, source=source, color=colour, size=5)
+                self.legends[plot].items.append(LegendItem(label=model, renderers=[line, dots]))
             self.sources[model] = source
         return source
 
+    def _start_over(self, *_: object) -> None:
+        """New filters or a reload: every line starts again from the loaded traces' past."""
+        for source in self.sources.values():
+            source.data = _empty()
+        self._last_at = None
+        self._fit_latency()
+        for at, stats in self.feed.stats_history:
+            self._plot(at, stats)
+
     def _add_point(self, *_: object) -> None:
-        if self.feed.stats_at is None or not self.feed.model_stats:
+        if self.feed.stats_at is not None:
+            self._plot(self.feed.stats_at, self.feed.model_stats)
+
+    def _plot(self, epoch: float, stats: list) -> None:
+        at = datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+        if not stats or (self._last_at is not None and at <= self._last_at):
             return
+        self._last_at = at
         self.empty.visible = False
-        at = datetime.fromtimestamp(self.feed.stats_at, UTC).replace(tzinfo=None)
-        for stats in self.feed.model_stats:
-            self._source(stats.model).stream({
-                "time": [at], "model": [stats.model],
+        for model in stats:
+            self._source(model.model).stream({
+                "time": [at], "model": [model.model],
                 # NaN (no successful call in the window) leaves a gap; None would be drawn at 0.
-                "p50": [stats.p50_ms], "p95": [stats.p95_ms],
-                "calls_per_min": [stats.calls_per_min], "error_pct": [stats.error_rate * 100],
+                "p50": [model.p50_ms], "p95": [model.p95_ms],
+                "calls_per_min": [model.calls_per_min], "error_pct": [model.error_rate * 100],
             }, rollover=MAX_POINTS)
+        self._fit_latency()
+
+    def _fit_latency(self) -> None:
+        """The latency axis spans the latencies drawn, with some room (a log axis needs its range set)."""
+        values = [v for source in self.sources.values() for name in ("p50", "p95") for v in source.data[name]
+                  if v == v and v > 0]  # not NaN
+        low, high = (min(values), max(values)) if values else LATENCY_RANGE
+        self.latency.y_range.update(start=low / 1.5, end=high * 1.5)
 
     def __panel__(self):
         return pn.Column(self.empty, pn.Row(*self.panes, sizing_mode="stretch_width"), sizing_mode="stretch_width")

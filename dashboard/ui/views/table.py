@@ -18,7 +18,7 @@ from .sensor import TableSensor
 from .style import trace_status_css
 
 PAGE_SIZE = 50
-TABLE_HEIGHT = 640  # about 20 rows in view; the side column (gauge, detail) matches it
+TABLE_HEIGHT = 460  # about 14 rows in view, and the charts still above the fold at 1440×900
 
 # Each row carries its flag on the status pill; ``:has`` lets the whole row take the colour.
 TABLE_CSS = """
@@ -46,6 +46,8 @@ class TraceTable(Viewer):
             formatters={
                 "status": HTMLTemplateFormatter(
                     template='<span class="status-pill status-<%= value %>" data-flag="<%= flag %>"><%= value %></span>'),
+                # The whole error on hover when the cell cuts it off (escaped: it is the writer's text).
+                "error": HTMLTemplateFormatter(template='<span title="<%- value %>"><%- value %></span>'),
                 "latency_ms": NumberFormatter(format="0,0"),
                 "total_tokens": NumberFormatter(format="0,0"),
                 "cost_usd": NumberFormatter(format="0.00000"),
