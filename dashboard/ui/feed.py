@@ -63,7 +63,7 @@ class TraceFeed(param.Parameterized):
     warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
     highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
     flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
-    toast_seconds = param.Number(default=10.0, doc="Trace toasts are coalesced over this long (one per burst).")
+    toast_seconds = param.Number(default=30.0, doc="Trace toasts are coalesced over this long: one per burst, not noise.")
     stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
     stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
     max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")

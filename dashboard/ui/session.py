@@ -45,9 +45,9 @@ class TraceDashboard(Viewer):
         super().__init__(**params)
         feed = self.feed
         self.table = TraceTable(feed=feed)
-        self.controls = LiveControls(feed=feed, on_badge=self.table.show_newest)
-        self.filters = FilterBar(feed=feed)
         self.banner = ErrorBanner(feed=feed)
+        self.controls = LiveControls(feed=feed, on_badge=self.table.show_newest, banner=self.banner)
+        self.filters = FilterBar(feed=feed)
         self.token = TokenPrompt(feed=feed)
         self.detail = TraceDetail(feed=feed)
         self.health = HealthGauge(feed=feed)
@@ -58,7 +58,7 @@ class TraceDashboard(Viewer):
         side = pn.Column(self.health, self.detail, width=420, height=TABLE_HEIGHT)
         return pn.Column(
             pn.Row(header, pn.layout.HSpacer(), self.token, sizing_mode="stretch_width"),
-            self.controls, self.banner, self.filters,
+            self.controls, self.filters,
             pn.Row(pn.Column(self.table, sizing_mode="stretch_width"), side, sizing_mode="stretch_width"),
             self.charts,
             sizing_mode="stretch_width",

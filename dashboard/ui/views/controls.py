@@ -21,6 +21,7 @@ class LiveControls(Viewer):
 
     feed = param.ClassSelector(class_=TraceFeed)
     on_badge = param.Callable(default=None, doc="What clicking the badge does (default: feed.view_new).")
+    banner = param.Parameter(default=None, doc="Shown in the row, after the status (the error banner).")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -58,8 +59,9 @@ class LiveControls(Viewer):
                                '</span>' if feed.holding_reason else "")
 
     def __panel__(self):
-        return pn.Row(self.toggle, self.badge, self.connection, self.holding, pn.layout.HSpacer(), self.refreshed, self.refresh,
-                      sizing_mode="stretch_width", styles={"align-items": "center"})
+        middle = [self.banner] if self.banner is not None else []
+        return pn.Row(self.toggle, self.badge, self.connection, self.holding, *middle, pn.layout.HSpacer(), self.refreshed,
+                      self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
 
 
 class FilterBar(Viewer):
@@ -149,26 +151,31 @@ class HealthGauge(Viewer):
 
 
 class ErrorBanner(Viewer):
-    """What went wrong, in words, with a Retry button that reconnects now instead of after the backoff."""
+    """What went wrong, in words, with a Retry button that reconnects now instead of after the backoff.
+
+    It sits in the controls' row, so showing it never pushes the page down; the state itself
+    ("reconnecting (attempt 3, next in 8 s)") is said once, by the status beside it.
+    """
 
     feed = param.ClassSelector(class_=TraceFeed)
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.message = pn.pane.Alert(alert_type="danger", margin=0, sizing_mode="stretch_width")
-        self.retry = pn.widgets.Button(name="Retry now", button_type="danger", width=110)
+        self.message = pn.pane.HTML(margin=(5, 5), max_width=620, sizing_mode="stretch_width")
+        self.retry = pn.widgets.Button(name="Retry now", button_type="danger", width=110, margin=(5, 5))
         self.retry.on_click(lambda _: self.feed.retry_now())
-        self.layout = pn.Row(self.message, self.retry, sizing_mode="stretch_width", visible=False,
+        self.layout = pn.Row(self.message, self.retry, visible=False, sizing_mode="stretch_width",
                              styles={"align-items": "center"})
-        self.feed.param.watch(self._render, ["error", "connection_text"])
+        self.feed.param.watch(self._render, ["error"])
         self._render()
 
     def _render(self, *_: object) -> None:
         error = self.feed.error
         self.layout.visible = bool(error)
-        if error:
-            detail = "" if self.feed.connection == ConnectionStatus.error else f" — {self.feed.connection_text}"
-            self.message.object = f"**{error}**{detail}"
+        self.message.object = (f'<div class="trace-error" title="{html.escape(error)}" style="color:#991b1b;'
+                               'background:#fef2f2;border:1px solid #fecaca;border-radius:6px;padding:6px 10px;'
+                               'white-space:nowrap;overflow:hidden;text-overflow:ellipsis;font-weight:600">'
+                               f'{html.escape(error)}</div>') if error else ""
 
     def __panel__(self):
         return self.layout
