@@ -40,6 +40,7 @@ class TraceDashboard(Viewer):
     """Everything a user sees, over one feed."""
 
     feed = param.ClassSelector(class_=TraceFeed)
+    narrow = param.Boolean(default=False, doc="For a notebook's width: the gauge and the detail under the table.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -51,16 +52,19 @@ class TraceDashboard(Viewer):
         self.token = TokenPrompt(feed=feed)
         self.detail = TraceDetail(feed=feed)
         self.health = HealthGauge(feed=feed)
-        self.charts = ModelCharts(feed=feed)
+        self.charts = ModelCharts(feed=feed, stacked=self.narrow)
 
     def __panel__(self):
         header = pn.pane.HTML('<div style="font-size:20px;font-weight:700">Live LLM traces</div>', margin=(5, 10))
-        side = pn.Column(self.health, self.detail, width=420, height=TABLE_HEIGHT)
+        if self.narrow:  # every column of the table visible; what sat beside it comes under it
+            body = [self.table, pn.Row(self.health, pn.Column(self.detail, height=300, sizing_mode="stretch_width"),
+                                       sizing_mode="stretch_width")]
+        else:
+            side = pn.Column(self.health, self.detail, width=460, height=TABLE_HEIGHT)
+            body = [pn.Row(pn.Column(self.table, sizing_mode="stretch_width"), side, sizing_mode="stretch_width")]
         return pn.Column(
             pn.Row(header, pn.layout.HSpacer(), self.token, sizing_mode="stretch_width"),
-            self.controls, self.filters,
-            pn.Row(pn.Column(self.table, sizing_mode="stretch_width"), side, sizing_mode="stretch_width"),
-            self.charts,
+            self.controls, self.filters, *body, self.charts,
             sizing_mode="stretch_width",
         )
 
@@ -94,7 +98,7 @@ def live_view(api_url: str | None = None, token: str | None = None, **params) ->
     """The dashboard, inline in a notebook, already following; ``await view.stop()`` ends the feed."""
     feed = make_feed(api_url, token, **params)
     feed.start()
-    return TraceDashboard(feed=feed)
+    return TraceDashboard(feed=feed, narrow=True)
 
 
 def forget_views_of(doc: object) -> int:

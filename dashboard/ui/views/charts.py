@@ -63,6 +63,7 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
 
 class ModelCharts(Viewer):
     feed = param.ClassSelector(class_=TraceFeed)
+    stacked = param.Boolean(default=False, doc="One chart under another (a notebook's width), not three across.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -140,4 +141,5 @@ class ModelCharts(Viewer):
         self.latency.y_range.update(start=low / 1.5, end=high * 1.5)
 
     def __panel__(self):
-        return pn.Column(self.empty, pn.Row(*self.panes, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+        charts = (pn.Column if self.stacked else pn.Row)(*self.panes, sizing_mode="stretch_width")
+        return pn.Column(self.empty, charts, sizing_mode="stretch_width")
