@@ -8,6 +8,7 @@ cd "$(dirname "$0")"
 API_HOST=127.0.0.1
 API_PORT="${TRACES_API_PORT:-8000}"
 DASHBOARD_PORT="${TRACES_DASHBOARD_PORT:-5006}"
+DATA_DIR="${TRACES_DATA_DIR:-data}"   # logs and the demo token (and the store, when TRACES_DB_URL is unset)
 PY=.venv/bin/python
 
 # Create .venv on first run and (re)install when pyproject.toml changed since the last install.
@@ -21,7 +22,7 @@ ensure_venv() {
         echo "installing the package${extras:+ with [$extras]} into .venv…"
         "$PY" -m pip install --quiet --upgrade pip
         "$PY" -m pip install --quiet -e ".${extras:+[$extras]}"
-        touch "$stamp"
+        touch "$stamp" .venv/.installed   # [extras] installs the package too: no second install for ./serve.sh
     fi
 }
 
@@ -52,52 +53,131 @@ run_tests() {
     exec "$PY" -m pytest "$@"
 }
 
-wait_for_api() {
-    for _ in $(seq 1 100); do
-        if "$PY" - "$1" <<'PYEOF' 2>/dev/null; then return 0; fi
+# The components `./serve.sh` runs, in the order they start: a name, the log's description, the pid.
+# Each runs in a session (so a process group) of its own: the terminal's Ctrl-C reaches only this
+# script, which stops them in order, and stopping one stops everything it may have started.
+NAMES=() LOGS=() PIDS=()
+NEW_SESSION=("$PY" -c 'import os, sys; os.setsid(); os.execv(sys.argv[1], sys.argv[1:])')   # then the command
+
+# start NAME LOG ARGS…: run "$PY ARGS…" in the background in a new session; LOG is a file, or "" for the console.
+start() {
+    local name="$1" log="$2"
+    shift 2
+    if [ -n "$log" ]; then
+        "${NEW_SESSION[@]}" "$PY" "$@" </dev/null >>"$log" 2>&1 &
+        LOGS+=("its log is $log")
+    else
+        "${NEW_SESSION[@]}" "$PY" "$@" </dev/null &
+        LOGS+=("its output is above")
+    fi
+    PIDS+=($!) NAMES+=("$name")
+}
+
+# stop_group PID…: SIGTERM to each process group, SIGKILL to whatever is left of them after 10 s
+# (or at once on a second Ctrl-C).
+stop_group() {
+    local pid deadline=$((SECONDS + 10))
+    for pid; do kill -TERM -- "-$pid" 2>/dev/null || true; done
+    for pid; do
+        while kill -0 -- "-$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ] && [ -z "$FORCE" ]; do sleep 0.1; done
+    done
+    for pid; do kill -KILL -- "-$pid" 2>/dev/null || true; done
+    for pid; do wait "$pid" 2>/dev/null || true; done
+}
+
+# Stop everything started, the API last so that the demo can finish its open calls.
+FORCE=""
+stop_all() {
+    trap 'FORCE=1' INT TERM HUP
+    trap - EXIT
+    [ ${#PIDS[@]} -gt 0 ] || return 0
+    [ ${#PIDS[@]} -gt 1 ] && stop_group "${PIDS[@]:1}"
+    stop_group "${PIDS[0]}"
+    PIDS=()
+}
+
+# Ctrl-C, SIGTERM, the terminal closing: stop everything, then end by the same signal.
+on_signal() {
+    echo; echo "stopping…"
+    stop_all
+    trap - "$1"
+    kill -"$1" $$
+}
+
+# One component ended by itself (a crash, a kill): say which, stop the others, fail.
+check_running() {
+    local i status code
+    for i in "${!PIDS[@]}"; do
+        kill -0 "${PIDS[i]}" 2>/dev/null && continue
+        code=0; wait "${PIDS[i]}" 2>/dev/null || code=$?
+        if [ "$code" -gt 128 ]; then status="killed by SIG$(kill -l "$((code - 128))" 2>/dev/null || echo "$((code - 128))")"
+        else status="exit status $code"; fi
+        echo >&2
+        echo "serve.sh: ${NAMES[i]} ended ($status); ${LOGS[i]}. Stopping the rest…" >&2
+        stop_all
+        exit 1
+    done
+}
+
+# wait_for URL WHAT SECONDS: until URL answers, while every component keeps running.
+wait_for() {
+    local deadline=$((SECONDS + $3))
+    until "$PY" - "$1" <<'PYEOF' 2>/dev/null; do
 import sys, urllib.request
-urllib.request.urlopen(sys.argv[1] + "/healthz", timeout=1)
+urllib.request.build_opener(urllib.request.ProxyHandler({})).open(sys.argv[1], timeout=1)
 PYEOF
+        check_running
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            echo "serve.sh: $2 did not answer $1 within $3 s; stopping" >&2
+            exit 1
+        fi
         sleep 0.1
     done
-    echo "the API did not start; see above" >&2
-    return 1
 }
 
 run_all() {
     ensure_venv ""
-    local api_url="http://$API_HOST:$API_PORT" pids=()
-    stop() {
-        trap - INT TERM EXIT
-        echo; echo "stopping…"
-        kill "${pids[@]}" 2>/dev/null || true
-        wait "${pids[@]}" 2>/dev/null || true
-    }
-    trap stop INT TERM EXIT
+    local api_url="http://$API_HOST:$API_PORT" dashboard_url="http://$API_HOST:$DASHBOARD_PORT"
+    local token_file="$DATA_DIR/demo.token"
+    mkdir -p "$DATA_DIR"
+    # TRACES_DATA_DIR moves the store (and the JWT secret beside it) too, unless TRACES_DB_URL says otherwise.
+    if [ -n "${TRACES_DATA_DIR:-}" ] && [ -z "${TRACES_DB_URL:-}" ]; then
+        export TRACES_DB_URL="sqlite:///$DATA_DIR/traces.db"
+    fi
+    trap 'on_signal INT' INT
+    trap 'on_signal TERM' TERM
+    trap 'on_signal HUP' HUP
+    trap stop_all EXIT
 
-    "$PY" -m dashboard api --host "$API_HOST" --port "$API_PORT" --no-access-log & pids+=($!)
-    wait_for_api "$api_url"
-    TRACES_API_URL="$api_url" "$PY" -m dashboard demo --api-url "$api_url" & pids+=($!)
+    start "the API" "" -m dashboard api --host "$API_HOST" --port "$API_PORT" --no-access-log
+    wait_for "$api_url/healthz" "the API" 30
+    TRACES_API_URL="$api_url" start "the demo traffic generator" "" -m dashboard demo --api-url "$api_url"
 
-    local token
-    mkdir -p data
-    token="$("$PY" -m dashboard token --user demo --ttl 604800)"
-    TRACES_API_URL="$api_url" TRACES_TOKEN="$token" "$PY" -m panel serve dashboard/app.py \
-        --address "$API_HOST" --port "$DASHBOARD_PORT" --allow-websocket-origin "$API_HOST:$DASHBOARD_PORT" \
-        --allow-websocket-origin "localhost:$DASHBOARD_PORT" >>data/dashboard.log 2>&1 & pids+=($!)
+    # The dashboard's token, for a week, in a file only this user can read: never on the screen.
+    # (In a session of its own too: a Ctrl-C meanwhile stops everything once it is done, without a traceback.)
+    rm -f "$token_file.tmp"
+    (umask 077 && "${NEW_SESSION[@]}" "$PY" -m dashboard token --user demo --ttl 604800 </dev/null >"$token_file.tmp")
+    mv -f "$token_file.tmp" "$token_file"
+    TRACES_API_URL="$api_url" TRACES_TOKEN="$(cat "$token_file")" start "the dashboard" "$DATA_DIR/dashboard.log" \
+        -m panel serve dashboard/app.py --address "$API_HOST" --port "$DASHBOARD_PORT" --liveness \
+        --allow-websocket-origin "$API_HOST:$DASHBOARD_PORT" --allow-websocket-origin "localhost:$DASHBOARD_PORT"
+    wait_for "$dashboard_url/liveness" "the dashboard" 60
     cat <<INFO
 
-  Dashboard  http://$API_HOST:$DASHBOARD_PORT/app   (signed in as "demo")
+  Dashboard  $dashboard_url/app   (signed in as "demo")
   API        $api_url          (docs: $api_url/docs)
-  Dashboard server log: data/dashboard.log
+  Dashboard server log: $DATA_DIR/dashboard.log
 
-  Watch the raw stream:
-    curl -N -H "Authorization: Bearer $token" $api_url/api/analytics/traces/stream
+  Watch the raw stream (the token is in $token_file, readable only by you):
+    curl -N -H "Authorization: Bearer \$(cat $token_file)" $api_url/api/analytics/traces/stream
 
   Ctrl-C stops all three.
 
 INFO
-    wait -n "${pids[@]}" || true
+    while true; do
+        wait -n "${PIDS[@]}" 2>/dev/null || true   # (no "Killed" line from bash: check_running says it)
+        check_running
+    done
 }
 
 case "${1:-}" in
