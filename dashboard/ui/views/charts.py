@@ -49,7 +49,7 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
                   y_axis_type=y_axis_type, y_range=y_range)
     plot.title.text_font_size = "13px"
     if y_axis_type == "log":  # 100, 200, 500, 1,000, 2,000 ms: round numbers a person reads at a glance
-        plot.yaxis.ticker = LogTicker(mantissas=[1, 2, 5])
+        plot.yaxis.ticker = LogTicker(mantissas=[1, 2, 5], desired_num_ticks=4)
         plot.yaxis.formatter = NumeralTickFormatter(format="0,0")
     plot.xaxis.axis_label = "time (UTC)"
     plot.xaxis.ticker.desired_num_ticks = 4
@@ -59,6 +59,15 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
     # MISSING_RENDERERS warning for every page opened.
     plot.line(x=[], y=[])
     return plot
+
+
+def _point(at: datetime, stats) -> dict[str, list]:
+    return {
+        "time": [at], "model": [stats.model],
+        # NaN (no successful call in the window) leaves a gap; None would be drawn at 0.
+        "p50": [stats.p50_ms], "p95": [stats.p95_ms],
+        "calls_per_min": [stats.calls_per_min], "error_pct": [stats.error_rate * 100],
+    }
 
 
 class ModelCharts(Viewer):
@@ -106,31 +115,37 @@ class ModelCharts(Viewer):
         return source
 
     def _start_over(self, *_: object) -> None:
-        """New filters or a reload: every line starts again from the loaded traces' past."""
-        for source in self.sources.values():
-            source.data = _empty()
+        """New filters or a reload: every line starts again from the loaded traces' past, each source
+        replaced whole in one assignment. (Never ``stream`` into a source created in the same held
+        batch: the browser gets the new source with its data and then the streamed points again,
+        drawing lines back in time, as streaming the past did here, in Chromium.)"""
+        columns: dict[str, dict[str, list]] = {model: _empty() for model in self.sources}
         self._last_at = None
+        for epoch, stats in self.feed.stats_history:
+            at = datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+            self._last_at = at
+            for model in stats:
+                for name, value in _point(at, model).items():
+                    columns.setdefault(model.model, _empty())[name].extend(value)
+        for model, data in columns.items():
+            self._source(model).data = {name: values[-MAX_POINTS:] for name, values in data.items()}
+        if self.feed.stats_history:
+            self.empty.visible = False
         self._fit_latency()
-        for at, stats in self.feed.stats_history:
-            self._plot(at, stats)
 
     def _add_point(self, *_: object) -> None:
-        if self.feed.stats_at is not None:
-            self._plot(self.feed.stats_at, self.feed.model_stats)
-
-    def _plot(self, epoch: float, stats: list) -> None:
-        at = datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
-        if not stats or (self._last_at is not None and at <= self._last_at):
+        if self.feed.stats_at is None or not self.feed.model_stats:
+            return
+        at = datetime.fromtimestamp(self.feed.stats_at, UTC).replace(tzinfo=None)
+        if self._last_at is not None and at <= self._last_at:
             return
         self._last_at = at
         self.empty.visible = False
-        for model in stats:
-            self._source(model.model).stream({
-                "time": [at], "model": [model.model],
-                # NaN (no successful call in the window) leaves a gap; None would be drawn at 0.
-                "p50": [model.p50_ms], "p95": [model.p95_ms],
-                "calls_per_min": [model.calls_per_min], "error_pct": [model.error_rate * 100],
-            }, rollover=MAX_POINTS)
+        for model in self.feed.model_stats:
+            if model.model in self.sources:
+                self.sources[model.model].stream(_point(at, model), rollover=MAX_POINTS)
+            else:  # a source born in this batch is sent whole with it: streaming into it too would repeat the point
+                self._source(model.model).data = _point(at, model)
         self._fit_latency()
 
     def _fit_latency(self) -> None:
