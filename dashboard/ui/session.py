@@ -22,13 +22,14 @@ from .views.table import TABLE_HEIGHT
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("tabulator", "echarts")
-# Toasts in the page's own font, at the top centre: over the empty middle of the header, clear of the
-# charts, the table's rows and the banner's Retry button.
+# Toasts in the page's own font, at the right, below the controls' row (its Refresh and Retry buttons
+# stay clickable): over the gauge, which only shows, clear of the table's rows and the charts.
 PAGE_CSS = """
 .notyf, .notyf__toast { font-family: -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif !important; font-size: 14px; }
+.notyf { padding-top: 120px !important; }
 """
-TOAST_POSITION = "top-center"
+TOAST_POSITION = "top-right"
 
 
 def extension() -> None:
