@@ -238,6 +238,7 @@ class TraceFeed(param.Parameterized):
         with pn.io.hold():
             self._publish(self._table.refilter(self.text))
             self.frame = self._table.frame
+            self.new_count = len(self._table.held)
             self._update_showing()
 
     @param.depends("selected_id", "at_top", watch=True)
@@ -288,10 +289,8 @@ class TraceFeed(param.Parameterized):
     # --------------------------------------------------------------------- the apply task
 
     async def _apply_loop(self) -> None:
-        """Flush, then rest ``batch_seconds``: the cycle stretches when a flush is slow, so a busy
-        dashboard sends fewer, larger updates. A fixed 250 ms schedule was measured against this
-        (``bench/dashboard_bench.py``, 100 events/s): the browser spent 76% of a core instead of 60%,
-        and on the 2-core bench machine the lag went from 407 ms to 998 ms (p50)."""
+        """Flush, then rest ``batch_seconds``: a busy dashboard sends fewer, larger updates. A fixed 250 ms
+        schedule measured worse (``bench/dashboard_bench.py``, 100 events/s: 76% of a core, not 60%)."""
         while True:
             try:
                 self.flush()

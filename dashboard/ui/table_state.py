@@ -105,7 +105,9 @@ class TableState:
         return self.refilter(text)
 
     def refilter(self, text: str) -> TableChanges:
-        """Show exactly the loaded traces that match ``text`` (and are not held), plain."""
+        """Show exactly the loaded traces that match ``text`` (and are not held), plain; held ones
+        that no longer match are let go."""
+        self.held = OrderedDict((key, t) for key, t in self.held.items() if matches_text(t, text))
         shown = [t for t in self._loaded.values() if t["id"] not in self.held and matches_text(t, text)]
         self._labels = {}
         self._new_until = {}

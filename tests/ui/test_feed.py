@@ -297,3 +297,15 @@ def test_per_model_stats_come_from_completed_calls():
     assert stats["gpt-4o"].calls == 20 and stats["gpt-4o"].error_rate == 0
     assert stats["claude"].calls == 1 and stats["claude"].error_rate == 1
     assert f.feed.models == ["claude", "gpt-4o"]
+
+
+def test_a_new_search_lets_go_of_held_rows_it_no_longer_matches():
+    f = Feed()
+    f.feed.at_top = False
+    f.arrive(trace("a", name="summarize"), trace("b", name="classify"))
+    f.flush()
+    assert f.feed.new_count == 2
+    f.feed.text = "classify"
+    assert f.feed.new_count == 1
+    f.feed.at_top = True
+    assert f.ids() == ["b"]
