@@ -14,6 +14,7 @@ queue behind the "N new" badge until viewed. Works the same in ``panel serve`` a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -41,6 +42,7 @@ from .follower import StreamFollower
 from .rows import matches_text
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
+from .waiting import wait_until
 from .wording import connection_words, refreshed_words, showing_words
 
 log = logging.getLogger(__name__)
@@ -135,6 +137,7 @@ class TraceFeed(param.Parameterized):
 
     def start(self) -> None:
         """Start following (on the running event loop). Stop with ``await feed.stop()``."""
+        asyncio.get_running_loop()  # RuntimeError, before any task is made, when there is none
         if self.running:
             return
         self._stopped = False
@@ -196,22 +199,8 @@ class TraceFeed(param.Parameterized):
         ``await feed.wait_for(lambda f: f.connection == "connected")`` in a notebook or a test; raises
         TimeoutError, saying what the feed was doing, if it does not happen in ``timeout`` seconds.
         """
-        ready = asyncio.Event()
-
-        def check(*_: object) -> None:
-            if predicate(self):
-                ready.set()
-
-        watcher = self.param.watch(check, [name for name in self.param if name != "name"])
-        try:
-            check()
-            async with asyncio.timeout(timeout):
-                await ready.wait()
-        except TimeoutError:
-            raise TimeoutError(f"gave up after {timeout:g} s: {self.connection_text!r}, {len(self.frame)} rows"
-                               + (f", {self.error}" if self.error else "")) from None
-        finally:
-            self.param.unwatch(watcher)
+        await wait_until(self, lambda: predicate(self), timeout, lambda: f"{self.connection_text!r}, "
+                         f"{len(self.frame)} rows" + (f", {self.error}" if self.error else ""))
 
     def trace(self, trace_id: str) -> dict[str, Any] | None:
         """The whole trace (input, output, metadata) of a row shown or held."""
@@ -223,8 +212,9 @@ class TraceFeed(param.Parameterized):
     def _on_live(self) -> None:
         if not self.live:
             self.announcer.forget_loss()
-        elif self._stopped:
-            self.start()
+        elif self._stopped:  # on again after stop(): start again, where an event loop runs here
+            with contextlib.suppress(RuntimeError):
+                self.start()
         self._follower.restart()
 
     @param.depends("model", "status_filter", watch=True)

@@ -143,6 +143,17 @@ async def test_stopping_leaves_no_task_and_no_stream(api, feed_for):
     assert not feed.running
     await wait_until(lambda: api.services.hub.open_streams == 0)
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("trace-")] == []
+    assert (feed.live, feed.connection_text) == (False, "stopped")  # said, and the toggle shows it
+
+
+async def test_turning_live_on_after_stop_starts_the_feed_again(api, client, feed_for):
+    feed = await feed_for()
+    await until(feed, lambda: feed.connection == "connected")
+    await feed.stop()
+    await post_trace(client, api.headers("alice"), id="after-stop")
+    feed.live = True
+    await until(feed, lambda: feed.connection == "connected" and "after-stop" in set(feed.frame["id"]))
+    assert feed.running
 
 
 async def test_filters_changed_quickly_end_on_the_latest_choice(api, client, feed_for):
