@@ -230,3 +230,10 @@ def test_at_1440_by_900_the_charts_are_above_the_fold_and_a_cut_off_error_shows_
         shot(page, "fold-1440x900")
     finally:
         context.close()
+
+
+def test_an_empty_table_says_so_instead_of_a_blank_box(stack, page):
+    _api, panel = stack()
+    open_dashboard(page, panel)
+    expect(page.get_by_text("No traces to show: none yet, or none match the filters")).to_be_visible(timeout=TIMEOUT)
+    expect(page.locator(".trace-showing")).to_have_text("showing 0 of 0")

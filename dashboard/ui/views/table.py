@@ -54,6 +54,8 @@ class TraceTable(Viewer):
             },
             stylesheets=[TABLE_CSS],
             css_classes=["trace-table"],
+            # Said in the empty table, rather than a blank box: nothing loaded yet, or nothing matches.
+            configuration={"placeholder": "No traces to show: none yet, or none match the filters"},
             layout="fit_data_stretch",
             sizing_mode="stretch_width",
             height=TABLE_HEIGHT,
