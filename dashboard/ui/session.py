@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import panel as pn
 import param
@@ -32,9 +33,87 @@ PAGE_CSS = """
 TOAST_POSITION = "top-right"
 
 
+# Panel's own copy of Notyf (the toasts' library), shipped in its wheel.
+NOTYF_JS = Path(pn.__file__).parent / "dist" / "bundled" / "notificationarea" / "notyf@3" / "notyf.min.js"
+# Panel 1.9's notebook CommManager sends back to the kernel every change the kernel made (BokehJS marks
+# those sync=false; Bokeh's own client skips them, Panel's does not): each batch of rows came back as a
+# stale "edit" of the table, and the messages never stopped. Drop them in the browser.
+NO_ECHO_JS = """
+(function fix(tries) {
+  let manager = null;
+  try { manager = window.Bokeh && window.Bokeh.Models.get("panel.models.comm_manager.CommManager"); } catch (e) {}
+  if (manager == null) { if (tries > 0) setTimeout(() => fix(tries - 1), 100); return; }
+  const proto = manager.prototype;
+  if (proto._traces_no_echo) return;
+  const original = proto._document_changed;
+  proto._document_changed = function (event) {
+    if (event.sync === false) return;
+    return original.call(this, event);
+  };
+  proto._traces_no_echo = true;
+})(100);
+"""
+
+
+def _panel_comms_on_main_shell() -> None:
+    """Handle Panel's comm messages (clicks, page changes, selections) on the kernel's main thread.
+
+    JupyterLab 4.4+ sends comm messages to kernel subshells by default ("Kernel Comms over subshells"),
+    and ipykernel 7 runs each subshell in a thread of its own, with its own event loop. Panel's
+    callbacks then ran beside the feed's tasks on the main thread: "Stop the live feed" failed about
+    one time in two ("got Future attached to a different loop"), and the views were changed from two
+    threads at once. ipykernel 7.4 asks each comm where its messages go; Panel's go to the main shell
+    (as in ipykernel 6, or with that JupyterLab setting on "Disabled"). Other comms are left alone.
+    """
+    try:
+        from ipykernel.comm.comm import BaseComm
+        from pyviz_comms import CommManager
+    except ImportError:
+        return
+    route = getattr(BaseComm, "_reply_subshell_for", None)
+    if route is None or getattr(route, "_panel_on_main_shell", False):
+        return  # an ipykernel without subshell routing, or done already
+
+    def main_shell_for_panel(comm, data, default):
+        if comm.target_name == "hv-extension-comm" or comm.target_name in CommManager._comms:
+            return None  # the main shell
+        return route(comm, data, default)
+
+    main_shell_for_panel._panel_on_main_shell = True
+    BaseComm._reply_subshell_for = main_shell_for_panel
+
+
+def _in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    return hasattr(get_ipython(), "kernel")
+
+
 def extension() -> None:
-    """Load what the dashboard needs into Panel (``panel serve`` or a notebook): call once, first."""
-    pn.extension(*EXTENSIONS, notifications=True, raw_css=[PAGE_CSS])
+    """Load what the dashboard needs into Panel (``panel serve`` or a notebook): call once, first.
+
+    In a notebook nothing may come from the internet: Bokeh's and Panel's JavaScript is put in the
+    notebook (``inline``) instead of loaded from a CDN. Inlined, Notyf (the toasts) would stay a local
+    variable of Bokeh's loader (its file declares ``var Notyf``) and every toast fail with "Notyf is not
+    defined", so it goes first as a plain script, which defines it globally (Panel's loader then skips
+    its own copy). Last, the browser stops echoing the kernel's own changes (``NO_ECHO_JS``).
+    """
+    notebook = _in_notebook()
+    if notebook:
+        from IPython.display import publish_display_data
+        from panel.io.notebook import LOAD_MIME
+
+        _panel_comms_on_main_shell()
+        if NOTYF_JS.exists():
+            script = NOTYF_JS.read_text(encoding="utf-8") + "\nwindow.Notyf = Notyf;\n"
+            publish_display_data({LOAD_MIME: script, "application/javascript": script})
+        else:
+            log.warning("Panel's Notyf is not at %s: toasts will not show offline", NOTYF_JS)
+    pn.extension(*EXTENSIONS, notifications=True, raw_css=[PAGE_CSS], inline=notebook)
+    if notebook:
+        publish_display_data({LOAD_MIME: NO_ECHO_JS, "application/javascript": NO_ECHO_JS})
 
 
 class TraceDashboard(Viewer):

@@ -132,6 +132,7 @@ class ModelCharts(Viewer):
         if self.feed.stats_history:
             self.empty.visible = False
         self._fit_latency()
+        self._send()
 
     def _add_point(self, *_: object) -> None:
         if self.feed.stats_at is None or not self.feed.model_stats:
@@ -147,6 +148,14 @@ class ModelCharts(Viewer):
             else:  # a source born in this batch is sent whole with it: streaming into it too would repeat the point
                 self._source(model.model).data = _point(at, model)
         self._fit_latency()
+        self._send()
+
+    def _send(self) -> None:
+        """Send the charts' changes now. In a notebook, changes made to Bokeh models directly wait for
+        the next push of some widget, and Panel drops whatever waits when any message comes from the
+        browser (a click, a range update): new lines never reached the page, and later points named
+        sources the page did not know. Outside a notebook this does nothing."""
+        pn.io.push_notebook(*self.panes)
 
     def _fit_latency(self) -> None:
         """The latency axis spans the latencies drawn, with some room (a log axis needs its range set)."""

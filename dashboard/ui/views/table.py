@@ -28,13 +28,28 @@ TABLE_CSS = """
 """ + trace_status_css()
 
 
+class ReadOnlyTabulator(pn.widgets.Tabulator):
+    """A Tabulator whose data only Python changes: data the browser sends back is ignored.
+
+    In a notebook, Panel 1.9's comm manager sends every change the kernel makes back to it from the
+    browser. A page sent a batch earlier then arrived as if the user had edited it: Tabulator wrote it
+    into ``value`` (the feed's own frame) and, once the frame had moved on, raised ValueError or
+    "'NoneType' object has no attribute 'iloc'" inside the comm handler, which printed a traceback
+    above the view and left the notebook's document un-held, so later updates were dropped. The
+    table is never edited (``disabled=True``), so nothing is lost.
+    """
+
+    def _process_data(self, data) -> None:
+        return None
+
+
 class TraceTable(Viewer):
     feed = param.ClassSelector(class_=TraceFeed)
 
     def __init__(self, **params):
         super().__init__(**params)
         feed = self.feed
-        self.table = pn.widgets.Tabulator(
+        self.table = ReadOnlyTabulator(
             feed.frame,
             pagination="remote",
             page_size=PAGE_SIZE,
