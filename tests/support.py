@@ -55,7 +55,24 @@ def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-class InProcessApi:
+class AppUnderTest:
+    """What a test asks of a running app, wherever it runs: its parts, and tokens to call it with."""
+
+    app: Any
+    auth: Authenticator
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services
+
+    def token(self, user: str, ttl: int = 3600) -> str:
+        return self.auth.issue_token(user, ttl)
+
+    def headers(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+class InProcessApi(AppUnderTest):
     """The real app called in-process through httpx's ASGITransport: for plain request/response tests,
     where a socket is not the point. Its lifespan (store, hub) runs between ``start()`` and ``stop()``."""
 
@@ -78,18 +95,8 @@ class InProcessApi:
     def client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.app), base_url="http://api.test", timeout=10)
 
-    @property
-    def services(self) -> Services:
-        return self.app.state.services
 
-    def token(self, user: str, ttl: int = 3600) -> str:
-        return self.auth.issue_token(user, ttl)
-
-    def headers(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
-
-
-class ThreadedApi:
+class ThreadedApi(AppUnderTest):
     """The real app under real uvicorn on 127.0.0.1, in a thread with its own event loop.
 
     Tests talk to it over HTTP like any client, and may look inside (open streams, tasks) with ``call``.
@@ -126,16 +133,6 @@ class ThreadedApi:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def services(self) -> Services:
-        return self.app.state.services
-
-    def token(self, user: str, ttl: int = 3600) -> str:
-        return self.auth.issue_token(user, ttl)
-
-    def headers(self, user: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(user)}"}
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
         """Run a coroutine on the server's own loop (to read its state without racing it)."""
