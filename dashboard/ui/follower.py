@@ -18,7 +18,6 @@ class StreamFollower:
     def __init__(self, open_stream: Callable[[], TraceStream | None], ingest: Callable[[StreamEvent], None]) -> None:
         self._open_stream = open_stream
         self._ingest = ingest
-        self.stream: TraceStream | None = None
         self._wake = asyncio.Event()  # something changed: try again (a stream that failed for good waits for it)
         self._restart = asyncio.Event()  # replace the open stream
 
@@ -34,14 +33,12 @@ class StreamFollower:
             if stream is None:
                 await self._wake.wait()
                 continue
-            self.stream = stream
             try:
                 await self._follow(stream)
             except TraceStreamError:  # 401, a bad filter: retrying will not help until something changes
                 await self._wake.wait()
             finally:
                 await stream.aclose()
-                self.stream = None
 
     async def _follow(self, stream: TraceStream) -> None:
         """Take the stream's events until it fails for good or a restart is asked for."""
