@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -36,7 +37,7 @@ def retry_after(response: httpx.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=utc_now().tzinfo)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, (when - utc_now()).total_seconds())
 
 
