@@ -39,6 +39,10 @@ class Announcer:
         self._failed.append(trace["id"])
         self._first.setdefault(trace["id"], trace)
 
+    @property
+    def has_news(self) -> bool:
+        return bool(self._new or self._failed)
+
     def connection(self, previous: ConnectionStatus, now: ConnectionStatus, error: str) -> None:
         """Toast a loss the user did not cause (connected, then reconnecting or failed), and the
         recovery from it; a pause, a Refresh or new filters are the user's own doing and say nothing."""

@@ -65,7 +65,7 @@ class TraceFeed(param.Parameterized):
     warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
     highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
     flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
-    toast_seconds = param.Number(default=30.0, doc="Trace toasts are coalesced over this long: one per burst, not noise.")
+    toast_seconds = param.Number(default=30.0, doc="News after a toast waits this long, then goes out together: not noise.")
     stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
     stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
     max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")
@@ -310,7 +310,8 @@ class TraceFeed(param.Parameterized):
             if now - self._last_clock >= 1.0 or changes.reset:
                 self._last_clock = now
                 self._update_refresh_text(now)
-            if now - self._last_toast >= self.toast_seconds:
+            # News after a quiet spell is told at once; more within ``toast_seconds`` waits and is told together.
+            if self.announcer.has_news and now - self._last_toast >= self.toast_seconds:
                 self._last_toast = now
                 self.announcer.flush(self._table.trace)
             if changes.reset:  # the rows shown are others: the charts start over from them

@@ -11,37 +11,7 @@ from dashboard.client import Snapshot, StreamHealth, TraceEvent
 from dashboard.ui.feed import TraceFeed
 from dashboard.ui.rows import Flag
 
-T0 = 1_800_000_000.0
-
-
-def trace(trace_id: str, **fields) -> dict:
-    base = {"id": trace_id, "user_id": "alice", "name": "summarize", "model": "gpt-4o", "status": "running",
-            "created_at": "2026-11-25T10:00:00.000000Z", "latency_ms": None, "error": None}
-    return base | fields
-
-
-class Feed:
-    """A TraceFeed driven by hand: events in, ``flush(at)`` out, toasts recorded."""
-
-    def __init__(self, **params) -> None:
-        self.feed = TraceFeed("token", **params)
-        self.feed.on_health(StreamHealth(status="connected"))
-        self.seq = 0
-
-    def arrive(self, *traces: dict, update: bool = False) -> None:
-        for item in traces:
-            self.seq += 1
-            self.feed.ingest(TraceEvent(self.seq, "trace_update" if update else "trace", item))
-
-    def flush(self, at: float = T0):
-        return self.feed.flush(now=at)
-
-    def ids(self) -> list[str]:
-        """Row ids oldest first (the frame itself is newest first, as the table shows it)."""
-        return list(self.feed.frame["id"])[::-1]
-
-    def flags(self) -> dict[str, str]:
-        return dict(zip(self.feed.frame["id"], self.feed.frame["flag"]))
+from .driven import T0, Feed, trace
 
 
 def test_a_new_trace_at_the_top_appears_highlighted_and_no_badge_counts_it():
@@ -258,14 +228,28 @@ def test_a_lost_connection_the_user_then_paused_is_not_announced_as_restored():
     assert [level for level, _ in feed.announcer.toasts] == ["error"]
 
 
+def test_news_after_a_quiet_spell_is_told_at_once_and_more_waits_for_the_next_toast():
+    f = Feed(toast_seconds=30)
+    f.flush(T0)
+    f.arrive(trace("a", status="error", error="boom", latency_ms=40.0))
+    f.flush(T0 + 0.25)
+    assert [level for level, _ in f.feed.announcer.toasts] == ["info", "error"]
+    f.arrive(trace("b"), trace("c"))
+    f.flush(T0 + 10)
+    assert len(f.feed.announcer.toasts) == 2
+    f.flush(T0 + 30.25)
+    assert list(f.feed.announcer.toasts)[2:] == [("info", "2 new traces")]
+
+
 def test_a_toast_names_the_call_as_it_is_when_the_toast_goes_out():
     f = Feed(toast_seconds=3)
-    f.flush(T0)
+    f.arrive(trace("first"))
+    f.flush(T0)  # told at once; what follows waits for the next toast
     f.arrive(trace("a", name="classify", status="running"))
     f.flush(T0 + 1)
     f.arrive(trace("a", name="classify", status="success", latency_ms=812.0), update=True)
     f.flush(T0 + 3)
-    assert list(f.feed.announcer.toasts) == [("info", "new trace: gpt-4o · classify · 812 ms")]
+    assert list(f.feed.announcer.toasts)[1:] == [("info", "new trace: gpt-4o · classify · 812 ms")]
 
 
 def test_the_health_warns_after_a_minute_without_a_ping_or_event():
