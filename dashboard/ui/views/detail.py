@@ -31,12 +31,18 @@ def _block(title: str, value: Any, colour: str = "#111827") -> str:
             f'font-size:12.5px">{html.escape(_text(value))}</pre>')
 
 
+def _tokens(trace: dict[str, Any]) -> str | None:
+    """The counts the writer gave, and no zero it did not ("0 in · 0 out" beside a total of 42 is false)."""
+    counts = (("input_tokens", "in"), ("output_tokens", "out"), ("total_tokens", "total"))
+    parts = [f"{trace[key]:,} {word}" for key, word in counts if trace.get(key) is not None]
+    return " · ".join(parts) or None
+
+
 def render_trace(trace: dict[str, Any]) -> str:
     facts = [
         ("model", trace.get("model")), ("provider", trace.get("provider")),
         ("latency", f"{trace['latency_ms']:,.0f} ms" if trace.get("latency_ms") is not None else None),
-        ("tokens", f"{trace.get('input_tokens') or 0:,} in · {trace.get('output_tokens') or 0:,} out"
-         if trace.get("total_tokens") is not None else None),
+        ("tokens", _tokens(trace)),
         ("cost", f"${trace['cost_usd']:.5f}" if trace.get("cost_usd") is not None else None),
         ("started", trace.get("started_at")), ("ended", trace.get("ended_at")), ("id", trace.get("id")),
     ]
@@ -60,10 +66,12 @@ def render_trace(trace: dict[str, Any]) -> str:
 
 class TraceDetail(Viewer):
     feed = param.ClassSelector(class_=TraceFeed)
+    max_height = param.Integer(default=None, allow_None=True,
+                               doc="None: fill the place it is given. A number: as tall as the trace, up to this, then scroll.")
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.pane = pn.pane.HTML(EMPTY, sizing_mode="stretch_width", min_height=200)
+        self.pane = pn.pane.HTML(EMPTY, sizing_mode="stretch_width")
         self._shown: dict[str, Any] | None = None
         self.feed.param.watch(self._render, ["selected_id", "changes"])
 
@@ -75,6 +83,9 @@ class TraceDetail(Viewer):
         self.pane.object = render_trace(trace) if trace else EMPTY
 
     def __panel__(self):
+        if self.max_height is not None:  # under the table: no empty box before a row is selected
+            return pn.Column("### Trace", pn.Column(self.pane, scroll=True, max_height=self.max_height,
+                                                    sizing_mode="stretch_width"), sizing_mode="stretch_width")
         # Fills what the column it sits in leaves, and scrolls: a long trace never pushes the page down.
         return pn.Column("### Trace", pn.Column(self.pane, scroll=True, sizing_mode="stretch_both"),
                          sizing_mode="stretch_both")

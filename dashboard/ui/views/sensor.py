@@ -1,6 +1,10 @@
 """Tells Python what the user does with the trace table that Tabulator does not report: scrolled
-down, pointing at rows, asking to deselect (a second click on the selected row, or Esc); and
-scrolls it back to the top.
+down, pointing at rows, which trace a click picked, asking to deselect (a second click on the
+selected row, or Esc); and scrolls it back to the top.
+
+Tabulator reports a selection as a row position. A row that arrives between the click and the
+message moves every position by one, so the click's trace id (each row carries it on its status
+pill, ``data-id``) is sent as well, before Tabulator's own message.
 
 Panel's Tabulator reports its page and selection but not its scroll offset, and arrivals must not
 move rows under a user who scrolled. This invisible component finds the table's scroll area (inside
@@ -25,6 +29,7 @@ class TableSensor(JSComponent):
     threshold = param.Integer(default=24)
     top_requests = param.Integer(default=0, doc="Incremented to scroll the table back to its top.")
     deselect_requests = param.Integer(default=0, doc="Incremented by the page: a second click on the selected row, or Esc.")
+    picked = param.Dict(default={}, doc="The trace a click selected: {'id': ..., 'at': page time}, a new dict per click.")
 
     _esm = """
     function findHolder(root) {
@@ -79,8 +84,13 @@ class TableSensor(JSComponent):
         // A click on the row that is already selected means "deselect": seen before Tabulator handles it.
         holder.addEventListener('click', (event) => {
           const row = event.target.closest && event.target.closest('.tabulator-row')
+          if (!row) return
           // After Tabulator's own click handling, which re-sends the same selection first.
-          if (row && row.classList.contains('tabulator-selected')) setTimeout(() => { model.deselect_requests += 1 }, 0)
+          if (row.classList.contains('tabulator-selected')) setTimeout(() => { model.deselect_requests += 1 }, 0)
+          else {
+            const pill = row.querySelector('[data-id]')
+            if (pill) model.picked = { id: pill.dataset.id, at: performance.now() }
+          }
         }, { capture: true })
         holder.addEventListener('pointerleave', () => {
           clearTimeout(leaveTimer)

@@ -60,7 +60,8 @@ class TraceTable(Viewer):
             titles={"time": "time (UTC)", "latency_ms": "latency ms", "total_tokens": "tokens", "cost_usd": "cost $"},
             formatters={
                 "status": HTMLTemplateFormatter(
-                    template='<span class="status-pill status-<%= value %>" data-flag="<%= flag %>"><%= value %></span>'),
+                    template='<span class="status-pill status-<%= value %>" data-flag="<%= flag %>" data-id="<%- id %>">'
+                             '<%= value %></span>'),
                 # The whole error on hover when the cell cuts it off (escaped: it is the writer's text).
                 "error": HTMLTemplateFormatter(template='<span title="<%- value %>"><%- value %></span>'),
                 "latency_ms": NumberFormatter(format="0,0"),
@@ -83,6 +84,7 @@ class TraceTable(Viewer):
         self.table.param.watch(self._on_viewport, ["page", "sorters"])
         self.sensor.param.watch(self._on_viewport, ["scrolled", "pointer_over"])
         self.sensor.param.watch(self._deselect, "deselect_requests")
+        self.sensor.param.watch(self._on_pick, "picked")
 
     def _show(self, *_: object) -> None:
         """Send the current page of the feed's frame. While the user is busy with the table, rows
@@ -95,14 +97,36 @@ class TraceTable(Viewer):
         with param.discard_events(self.table):
             self.table.value = self.feed.frame
         self.table.param.trigger("value")
+        self._select_by_id()
 
     def _on_holding(self, event: param.parameterized.Event) -> None:
         if not event.new:  # the user is back: show what changed meanwhile
             self._show()
 
+    def _on_pick(self, event: param.parameterized.Event) -> None:
+        """A click picked a trace by id: that trace is the selection, wherever its row is by now."""
+        if event.new.get("id"):
+            self.feed.selected_id = str(event.new["id"])
+            self._select_by_id()
+
     def _on_selection(self, _: param.parameterized.Event) -> None:
         rows = self.table.selected_dataframe
-        self.feed.selected_id = str(rows["id"].iloc[0]) if len(rows) else ""
+        if not len(rows):
+            self.feed.selected_id = ""
+        elif not self.sensor.picked:  # the page never said which trace (no pick yet): the position must do
+            self.feed.selected_id = str(rows["id"].iloc[0])
+        self._select_by_id()
+
+    def _select_by_id(self) -> None:
+        """Keep the highlighted row on the selected trace: positions move when rows are added."""
+        selected = self.feed.selected_id
+        if not selected:
+            return
+        shown = self.table.value
+        positions = (shown["id"] == selected).to_numpy().nonzero()[0]
+        want = [int(positions[0])] if len(positions) else []
+        if self.table.selection != want:
+            self.table.selection = want
 
     def _on_feed_selection(self, event: param.parameterized.Event) -> None:
         if not event.new and self.table.selection:
