@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from pathlib import Path
 
 import panel as pn
 import param
 from panel.viewable import Viewer
 
 from ..config import Settings
+from . import notebook
 from .feed import TraceFeed
 from .views import ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, Toaster, TokenPrompt, TraceDetail, TraceTable
 from .views.table import TABLE_HEIGHT
@@ -23,104 +23,33 @@ from .views.table import TABLE_HEIGHT
 log = logging.getLogger(__name__)
 
 EXTENSIONS = ("tabulator", "echarts")
-# Toasts in the page's own font, at the right, below the controls' row (its Refresh and Retry buttons
-# stay clickable): over the gauge, which only shows, clear of the table's rows and the charts.
+# Toasts in the page's own font, at the bottom left: over the gauge, which only shows, clear of the
+# controls, the table's rows, the detail a user is reading and the charts (at 1440×900).
 PAGE_CSS = """
 .notyf, .notyf__toast { font-family: -apple-system, BlinkMacSystemFont, "Segoe UI", Roboto, "Helvetica Neue", Arial,
   sans-serif !important; font-size: 14px; }
-.notyf { padding-top: 120px !important; }
 """
-TOAST_POSITION = "top-right"
-
-
-# Panel's own copy of Notyf (the toasts' library), shipped in its wheel.
-NOTYF_JS = Path(pn.__file__).parent / "dist" / "bundled" / "notificationarea" / "notyf@3" / "notyf.min.js"
-# Panel 1.9's notebook CommManager sends back to the kernel every change the kernel made (BokehJS marks
-# those sync=false; Bokeh's own client skips them, Panel's does not): each batch of rows came back as a
-# stale "edit" of the table, and the messages never stopped. Drop them in the browser.
-NO_ECHO_JS = """
-(function fix(tries) {
-  let manager = null;
-  try { manager = window.Bokeh && window.Bokeh.Models.get("panel.models.comm_manager.CommManager"); } catch (e) {}
-  if (manager == null) { if (tries > 0) setTimeout(() => fix(tries - 1), 100); return; }
-  const proto = manager.prototype;
-  if (proto._traces_no_echo) return;
-  const original = proto._document_changed;
-  proto._document_changed = function (event) {
-    if (event.sync === false) return;
-    return original.call(this, event);
-  };
-  proto._traces_no_echo = true;
-})(100);
-"""
-
-
-def _panel_comms_on_main_shell() -> None:
-    """Handle Panel's comm messages (clicks, page changes, selections) on the kernel's main thread.
-
-    JupyterLab 4.4+ sends comm messages to kernel subshells by default ("Kernel Comms over subshells"),
-    and ipykernel 7 runs each subshell in a thread of its own, with its own event loop. Panel's
-    callbacks then ran beside the feed's tasks on the main thread: "Stop the live feed" failed about
-    one time in two ("got Future attached to a different loop"), and the views were changed from two
-    threads at once. ipykernel 7.4 asks each comm where its messages go; Panel's go to the main shell
-    (as in ipykernel 6, or with that JupyterLab setting on "Disabled"). Other comms are left alone.
-    """
-    try:
-        from ipykernel.comm.comm import BaseComm
-        from pyviz_comms import CommManager
-    except ImportError:
-        return
-    route = getattr(BaseComm, "_reply_subshell_for", None)
-    if route is None or getattr(route, "_panel_on_main_shell", False):
-        return  # an ipykernel without subshell routing, or done already
-
-    def main_shell_for_panel(comm, data, default):
-        if comm.target_name == "hv-extension-comm" or comm.target_name in CommManager._comms:
-            return None  # the main shell
-        return route(comm, data, default)
-
-    main_shell_for_panel._panel_on_main_shell = True
-    BaseComm._reply_subshell_for = main_shell_for_panel
-
-
-def _in_notebook() -> bool:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    return hasattr(get_ipython(), "kernel")
+TOAST_POSITION = "bottom-left"
+TABLE_MIN_WIDTH = 860  # every column of the table readable beside the detail
+DETAIL_HEIGHT_NARROW = 420  # under the table in a notebook: at most the facts, the error and the start of input and output
 
 
 def extension() -> None:
     """Load what the dashboard needs into Panel (``panel serve`` or a notebook): call once, first.
-
-    In a notebook nothing may come from the internet: Bokeh's and Panel's JavaScript is put in the
-    notebook (``inline``) instead of loaded from a CDN. Inlined, Notyf (the toasts) would stay a local
-    variable of Bokeh's loader (its file declares ``var Notyf``) and every toast fail with "Notyf is not
-    defined", so it goes first as a plain script, which defines it globally (Panel's loader then skips
-    its own copy). Last, the browser stops echoing the kernel's own changes (``NO_ECHO_JS``).
-    """
-    notebook = _in_notebook()
-    if notebook:
-        from IPython.display import publish_display_data
-        from panel.io.notebook import LOAD_MIME
-
-        _panel_comms_on_main_shell()
-        if NOTYF_JS.exists():
-            script = NOTYF_JS.read_text(encoding="utf-8") + "\nwindow.Notyf = Notyf;\n"
-            publish_display_data({LOAD_MIME: script, "application/javascript": script})
-        else:
-            log.warning("Panel's Notyf is not at %s: toasts will not show offline", NOTYF_JS)
-    pn.extension(*EXTENSIONS, notifications=True, raw_css=[PAGE_CSS], inline=notebook)
-    if notebook:
-        publish_display_data({LOAD_MIME: NO_ECHO_JS, "application/javascript": NO_ECHO_JS})
+    In a notebook, nothing comes from the internet (``notebook.py`` says how)."""
+    in_jupyter = notebook.in_notebook()
+    if in_jupyter:
+        notebook.before_extension()
+    pn.extension(*EXTENSIONS, notifications=True, raw_css=[PAGE_CSS], inline=in_jupyter)
+    if in_jupyter:
+        notebook.after_extension()
 
 
 class TraceDashboard(Viewer):
     """Everything a user sees, over one feed."""
 
     feed = param.ClassSelector(class_=TraceFeed)
-    narrow = param.Boolean(default=False, doc="For a notebook's width: the gauge and the detail under the table.")
+    narrow = param.Boolean(default=False, doc="For a notebook's width: the detail under the table, the charts stacked.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -130,21 +59,25 @@ class TraceDashboard(Viewer):
         self.controls = LiveControls(feed=feed, on_badge=self.table.show_newest, banner=self.banner)
         self.filters = FilterBar(feed=feed)
         self.token = TokenPrompt(feed=feed)
-        self.detail = TraceDetail(feed=feed)
+        self.detail = TraceDetail(feed=feed, max_height=DETAIL_HEIGHT_NARROW if self.narrow else None)
         self.health = HealthGauge(feed=feed)
         self.charts = ModelCharts(feed=feed, stacked=self.narrow)
 
     def __panel__(self):
         header = pn.pane.HTML('<div style="font-size:20px;font-weight:700">Live LLM traces</div>', margin=(5, 10))
-        if self.narrow:  # every column of the table visible; what sat beside it comes under it
-            body = [self.table, pn.Row(self.health, pn.Column(self.detail, height=300, sizing_mode="stretch_width"),
-                                       sizing_mode="stretch_width")]
-        else:
-            side = pn.Column(self.health, self.detail, width=460, height=TABLE_HEIGHT)
-            body = [pn.Row(pn.Column(self.table, sizing_mode="stretch_width"), side, sizing_mode="stretch_width")]
+        if self.narrow:  # every column of the table visible; the detail comes under it, the charts stacked
+            body = [self.table, self.detail]
+        else:  # the detail as tall as the table beside it: a selected trace reads without a cramped box
+            # Side by side where the table keeps its columns; in a narrower window the detail wraps under it.
+            table = pn.Column(self.table, sizing_mode="stretch_width", min_width=TABLE_MIN_WIDTH,
+                              styles={"flex": f"1 1 {TABLE_MIN_WIDTH}px"})
+            side = pn.Column(self.detail, width=460, height=TABLE_HEIGHT, styles={"flex": "0 0 460px"})
+            body = [pn.FlexBox(table, side, flex_wrap="wrap", sizing_mode="stretch_width")]
+        # The connection's health opens the charts' row: how fresh what they show is, beside them.
+        lower = pn.Row(self.health, self.charts, sizing_mode="stretch_width")
         return pn.Column(
             pn.Row(header, pn.layout.HSpacer(), self.token, sizing_mode="stretch_width"),
-            self.controls, self.filters, *body, self.charts,
+            self.controls, self.filters, *body, lower,
             sizing_mode="stretch_width",
         )
 

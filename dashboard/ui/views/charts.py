@@ -32,6 +32,7 @@ from ..feed import TraceFeed
 
 MAX_POINTS = 720  # an hour at one point every 5 s
 CHART_HEIGHT = 220
+CHART_MIN_WIDTH = 360  # the plot and its legend side by side, still readable
 LATENCY_RANGE = (100.0, 2000.0)  # ms, until there is data
 COLUMNS = ("time", "model", "p50", "p95", "calls_per_min", "error_pct")
 
@@ -45,7 +46,8 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
     # value is NaN (a model whose calls all failed), and a log axis cannot start at 0.
     y_range = Range1d(*LATENCY_RANGE) if y_axis_type == "log" else DataRange1d()
     plot = figure(title=title, x_axis_type="datetime", x_range=x_range, height=CHART_HEIGHT,
-                  sizing_mode="stretch_width", toolbar_location=None, y_axis_label=y_label, min_border_left=50,
+                  sizing_mode="stretch_width", min_width=CHART_MIN_WIDTH, styles={"flex": f"1 1 {CHART_MIN_WIDTH}px"},
+                  toolbar_location=None, y_axis_label=y_label, min_border_left=50,
                   y_axis_type=y_axis_type, y_range=y_range)
     plot.title.text_font_size = "13px"
     if y_axis_type == "log":  # 100, 200, 500, 1,000, 2,000 ms: round numbers a person reads at a glance
@@ -165,5 +167,8 @@ class ModelCharts(Viewer):
         self.latency.y_range.update(start=low / 1.5, end=high * 1.5)
 
     def __panel__(self):
-        charts = (pn.Column if self.stacked else pn.Row)(*self.panes, sizing_mode="stretch_width")
+        if self.stacked:
+            charts = pn.Column(*self.panes, sizing_mode="stretch_width")
+        else:  # three across where they fit, else as many as fit per line: never squeezed unreadable
+            charts = pn.FlexBox(*self.panes, flex_wrap="wrap", sizing_mode="stretch_width")
         return pn.Column(self.empty, charts, sizing_mode="stretch_width")

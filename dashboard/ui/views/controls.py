@@ -120,7 +120,7 @@ class HealthGauge(Viewer):
                          "anchor": {"show": True, "showAbove": True, "size": 14,
                                     "itemStyle": {"color": "#ffffff", "borderColor": "#374151", "borderWidth": 3}}},
         )
-        self.caption = pn.pane.HTML(margin=(0, 10), styles={"font-size": "14px"}, width=200, align="center")
+        self.caption = pn.pane.HTML(margin=(0, 10), styles={"font-size": "14px"}, width=210)
         self.feed.param.watch(self._render, ["heartbeat_age", "health_warning", "connection"])
         self._render()
 
@@ -147,7 +147,7 @@ class HealthGauge(Viewer):
                                f'warns after {feed.warn_after:g} s without a ping or event</div>')
 
     def __panel__(self):
-        return pn.Row(self.gauge, self.caption, width=420)
+        return pn.Column(self.gauge, self.caption, width=230)
 
 
 class ErrorBanner(Viewer):
