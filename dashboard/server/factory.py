@@ -18,7 +18,7 @@ from .errors import install_error_handlers
 from .hub import Hub
 from .limits import BodySizeLimit
 from .metrics import Metrics
-from .routes import ops, stream, traces
+from .routes import ops, otlp, stream, traces
 from .services import Services
 from .stores import Backend, StoreOptions, open_backend
 from .writes import TraceWriter
@@ -49,11 +49,15 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         version=__version__,
         description="Store LLM traces and watch them live over server-sent events.",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry would trace every request once an SDK is configured in the process:
+        # an app exporting to its own /v1/traces would then export its exports, without end.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
     app.include_router(stream.router)  # before traces: /traces/stream must not match /traces/{id}
     app.include_router(traces.router)
     app.include_router(ops.router)
+    app.include_router(otlp.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:  # lets a page on another origin use fetch() and EventSource with a ticket
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST", "PATCH"],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -22,10 +23,12 @@ from ...schema import (
     utc_iso,
 )
 from ..errors import ApiError, describe_validation
+from ..ingest.spans import trace_id_of_span
 from ..services import ServicesDep, UserDep
 from ..stores import TraceQuery
 
 router = APIRouter()
+OTEL_IDS = re.compile(r"([0-9a-fA-F]{32})[-:]?([0-9a-fA-F]{16})")
 ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422)}
 
 
@@ -127,9 +130,12 @@ async def list_traces(
     ))
 
 
-@router.get(TRACES_PATH + "/{trace_id}", response_model=Trace, responses=ERRORS, summary="One of your traces")
+@router.get(TRACES_PATH + "/{trace_id}", response_model=Trace, responses=ERRORS,
+            summary="One of your traces; for a span sent to /v1/traces, also by its OTel ids: <trace id>-<span id> in hex")
 async def get_trace(trace_id: str, user: UserDep, services: ServicesDep) -> Any:
     trace = await services.backend.traces.get_trace(user.user_id, trace_id)
+    if trace is None and (span := OTEL_IDS.fullmatch(trace_id)):
+        trace = await services.backend.traces.get_trace(user.user_id, trace_id_of_span(span[1], span[2]))
     if trace is None:  # another user's trace answers exactly as a missing one
         raise ApiError(404, "not_found", f"no trace {trace_id!r}")
     return trace
