@@ -1,15 +1,18 @@
 """The resumable client of the trace stream, on httpx + httpx-sse: ``TraceStream`` (snapshot, then
-live events across reconnects), ``fetch_snapshot``, the event types, health, and errors. Private
+live events across reconnects), ``fetch_snapshot``, ``fetch_history`` (any window, every page), the event
+types, health, and errors. Private
 modules behind ``__all__``; imports only what both sides share (the schema, the backoff policy)."""
 
 from ._errors import StreamAuthError, TraceApiError, TraceStreamError, api_error
 from ._events import Connected, Ping, Reset, Snapshot, StreamError, StreamEvent, Subscribed, TraceEvent
 from ._health import ConnectionStatus, StreamHealth
+from ._history import History, fetch_history
 from ._snapshot import fetch_snapshot
 from ._stream import TraceStream
 
 __all__ = [
     "ConnectionStatus",
+    "History",
     "Connected",
     "Ping",
     "Reset",
@@ -24,5 +27,6 @@ __all__ = [
     "TraceStream",
     "TraceStreamError",
     "api_error",
+    "fetch_history",
     "fetch_snapshot",
 ]

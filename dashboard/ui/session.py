@@ -17,7 +17,18 @@ from panel.viewable import Viewer
 from ..config import Settings
 from . import notebook
 from .feed import TraceFeed
-from .views import ErrorBanner, FilterBar, HealthGauge, LiveControls, ModelCharts, Toaster, TokenPrompt, TraceDetail, TraceTable
+from .views import (
+    ErrorBanner,
+    ExportButtons,
+    FilterBar,
+    HealthGauge,
+    LiveControls,
+    ModelCharts,
+    Toaster,
+    TokenPrompt,
+    TraceDetail,
+    TraceTable,
+)
 from .views.table import TABLE_HEIGHT
 
 log = logging.getLogger(__name__)
@@ -57,7 +68,8 @@ class TraceDashboard(Viewer):
         self.table = TraceTable(feed=feed)
         self.banner = ErrorBanner(feed=feed)
         self.controls = LiveControls(feed=feed, on_badge=self.table.show_newest, banner=self.banner)
-        self.filters = FilterBar(feed=feed)
+        self.export = ExportButtons(feed=feed)
+        self.filters = FilterBar(feed=feed, extra=self.export)
         self.token = TokenPrompt(feed=feed)
         self.detail = TraceDetail(feed=feed, max_height=DETAIL_HEIGHT_NARROW if self.narrow else None)
         self.health = HealthGauge(feed=feed)

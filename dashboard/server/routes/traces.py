@@ -117,6 +117,7 @@ async def list_traces(
     model: Annotated[str | None, Query(max_length=512)] = None,
     status: TraceStatus | None = None,
     since: Annotated[datetime | None, Query(description="only traces created at or after this time")] = None,
+    until: Annotated[datetime | None, Query(description="only traces created before this time")] = None,
 ) -> Any:
     """Load this, then open the stream with ``?last_event_id=<last_event_id>``: nothing missed, nothing twice."""
     if cursor is not None and not cursor.isdigit():
@@ -127,6 +128,7 @@ async def list_traces(
         model=model,
         status=status.value if status else None,
         since=utc_iso(since) if since else None,
+        until=utc_iso(until) if until else None,
     ))
 
 

@@ -50,6 +50,7 @@ class TraceQuery:
     model: str | None = None
     status: str | None = None
     since: str | None = None  # ISO 8601 UTC; traces created at or after it
+    until: str | None = None  # ISO 8601 UTC; traces created before it
 
 
 @dataclass(frozen=True, slots=True)

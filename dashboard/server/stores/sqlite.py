@@ -251,6 +251,9 @@ class SQLiteStore:
         if query.since is not None:
             clauses.append("created_at >= ?")
             params.append(query.since)
+        if query.until is not None:
+            clauses.append("created_at < ?")
+            params.append(query.until)
         if query.cursor is not None:
             clauses.append("seq < ?")
             params.append(query.cursor)

@@ -3,8 +3,9 @@
 from .charts import ModelCharts
 from .controls import ErrorBanner, FilterBar, HealthGauge, LiveControls, TokenPrompt
 from .detail import TraceDetail
+from .export import ExportButtons
 from .table import TraceTable
 from .toasts import Toaster
 
-__all__ = ["ErrorBanner", "FilterBar", "HealthGauge", "LiveControls", "ModelCharts", "TokenPrompt", "Toaster", "TraceDetail",
-           "TraceTable"]
+__all__ = ["ErrorBanner", "ExportButtons", "FilterBar", "HealthGauge", "LiveControls", "ModelCharts", "TokenPrompt", "Toaster",
+           "TraceDetail", "TraceTable"]

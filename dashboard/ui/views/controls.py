@@ -68,6 +68,7 @@ class FilterBar(Viewer):
     """Model, status and text filters (live mode stays on), and what the table shows under them."""
 
     feed = param.ClassSelector(class_=TraceFeed)
+    extra = param.Parameter(default=None, doc="Shown after 'showing N of M' (the export buttons).")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -94,7 +95,8 @@ class FilterBar(Viewer):
         self.showing.object = f'<span class="trace-showing">{html.escape(self.feed.showing_text)}</span>'
 
     def __panel__(self):
-        return pn.Row(self.model, self.trace_status, self.text, self.showing, sizing_mode="stretch_width")
+        extra = [self.extra] if self.extra is not None else []
+        return pn.Row(self.model, self.trace_status, self.text, self.showing, *extra, sizing_mode="stretch_width")
 
 
 GAUGE_COLOURS = [(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")]

@@ -216,7 +216,7 @@ async def test_traces_are_listed_newest_first_and_pages_cover_each_exactly_once(
     assert seen == ids[::-1]
 
 
-async def test_listing_filters_by_model_status_and_since(backend: Backend):
+async def test_listing_filters_by_model_status_and_time_window(backend: Backend):
     await backend.traces.insert_traces([
         record(id="old-gpt", when=0, model="gpt-4", status="success"),
         record(id="new-gpt", when=10, model="gpt-4", status="running"),
@@ -225,6 +225,8 @@ async def test_listing_filters_by_model_status_and_since(backend: Backend):
     assert await listed_ids(backend, model="gpt-4") == ["new-gpt", "old-gpt"]
     assert await listed_ids(backend, status="success") == ["new-claude", "old-gpt"]
     assert await listed_ids(backend, since=at(10)) == ["new-claude", "new-gpt"]
+    assert await listed_ids(backend, until=at(10)) == ["old-gpt"]  # until is excluded: windows tile
+    assert await listed_ids(backend, since=at(10), until=at(20)) == ["new-gpt"]
     assert await listed_ids(backend, model="gpt-4", status="success") == ["old-gpt"]
     assert await listed_ids(backend, model="llama") == []
 
