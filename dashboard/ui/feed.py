@@ -206,6 +206,9 @@ class TraceFeed(param.Parameterized):
         """The whole trace (input, output, metadata) of a row shown or held."""
         return self._table.trace(trace_id)
 
+    def same_run(self, trace: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._table.same_run(trace)
+
     # --------------------------------------------------------------------- what changes it
 
     @param.depends("live", watch=True)

@@ -71,6 +71,13 @@ def _same(current: Any, value: Any) -> bool:
     return current == value
 
 
+def run_id(trace: Trace) -> str | None:
+    """The OpenTelemetry trace a call was part of, when it came through /v1/traces."""
+    otel = (trace.get("metadata") or {}).get("otel")
+    run = otel.get("trace_id") if isinstance(otel, dict) else None
+    return run if isinstance(run, str) else None
+
+
 class TableState:
     """Every trace loaded for the server's filters (``loaded``, at most ``max_rows``), the rows shown
     (those matching the text filter), the rows held back from view, and their highlights."""
@@ -93,6 +100,14 @@ class TableState:
 
     def trace(self, trace_id: str) -> Trace | None:
         return self._loaded.get(trace_id)
+
+    def same_run(self, trace: Trace) -> list[Trace]:
+        """The loaded calls of the trace's run (its OpenTelemetry trace), itself included, in start order."""
+        run = run_id(trace)
+        if run is None:
+            return []
+        calls = [t for t in self._loaded.values() if run_id(t) == run]
+        return sorted(calls, key=lambda t: t.get("started_at") or t.get("created_at") or "")
 
     def matching(self, text: str) -> list[Trace]:
         """The loaded traces that match ``text``, oldest first (held ones included)."""

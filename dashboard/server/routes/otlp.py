@@ -42,12 +42,25 @@ async def export_traces(request: Request, user: UserDep, services: ServicesDep) 
     except OtlpError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from None
     result = llm_traces(export)
-    for trace in result.traces:
-        try:
-            await store_span(services, user.user_id, trace)
-        except DuplicateTraceError:
-            result.reject(f"span {trace.name!r}: its id belongs to a trace that is not yours")
+    if not await store_new_spans(services, user.user_id, result.traces):
+        for trace in result.traces:
+            try:
+                await store_span(services, user.user_id, trace)
+            except DuplicateTraceError:
+                result.reject(f"span {trace.name!r}: its id belongs to a trace that is not yours")
     return Response(encode_response(encoding, result.rejected, "; ".join(result.reasons)), media_type=encoding.value)
+
+
+async def store_new_spans(services: Services, user_id: str, traces: list[TraceCreate]) -> bool:
+    """The usual export, spans never seen before, in one write; False when some are known (a start
+    reported earlier, an export retried): then they are stored one by one."""
+    if not traces or len({trace.id for trace in traces}) < len(traces):
+        return not traces
+    try:
+        await services.writer.create(user_id, traces)
+    except DuplicateTraceError:
+        return False
+    return True
 
 
 async def store_span(services: Services, user_id: str, trace: TraceCreate) -> Any:

@@ -38,7 +38,27 @@ def _tokens(trace: dict[str, Any]) -> str | None:
     return " · ".join(parts) or None
 
 
-def render_trace(trace: dict[str, Any]) -> str:
+def _latency(call: dict[str, Any]) -> str:
+    return "" if call.get("latency_ms") is None else f"{call['latency_ms']:,.0f} ms"
+
+
+def _run(trace: dict[str, Any], calls: list[dict[str, Any]]) -> str:
+    """The other LLM calls of the same run, so a slow or failed step is seen in its context."""
+    if len(calls) < 2:
+        return ""
+    rows = "".join(
+        f'<tr style="{"font-weight:600" if call["id"] == trace["id"] else ""}">'
+        f'<td style="padding:1px 10px 1px 0">{html.escape(call.get("name") or call["id"])}</td>'
+        f'<td style="padding:1px 10px 1px 0;color:#4b5563">{html.escape(call.get("model") or "")}</td>'
+        f'<td style="padding:1px 10px 1px 0;text-align:right">'
+        f'{_latency(call)}</td>'
+        f'<td>{status_pill(call.get("status") or "")}</td></tr>'
+        for call in calls)
+    return (f'<div style="margin:8px 0 2px;font-weight:600;color:#374151">same run: {len(calls)} calls</div>'
+            f'<table class="trace-run" style="font-size:13px">{rows}</table>')
+
+
+def render_trace(trace: dict[str, Any], same_run: list[dict[str, Any]] | None = None) -> str:
     facts = [
         ("model", trace.get("model")), ("provider", trace.get("provider")),
         ("latency", f"{trace['latency_ms']:,.0f} ms" if trace.get("latency_ms") is not None else None),
@@ -56,6 +76,7 @@ def render_trace(trace: dict[str, Any]) -> str:
     ]
     if trace.get("error"):
         parts.append(_block("error", trace["error"], colour="#b91c1c"))
+    parts.append(_run(trace, same_run or []))
     parts.append(_block("input", trace.get("input")))
     parts.append(_block("output", trace.get("output")))
     if trace.get("metadata"):
@@ -72,15 +93,17 @@ class TraceDetail(Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         self.pane = pn.pane.HTML(EMPTY, sizing_mode="stretch_width")
-        self._shown: dict[str, Any] | None = None
+        self._shown: tuple[dict[str, Any] | None, list] = (None, [])
         self.feed.param.watch(self._render, ["selected_id", "changes"])
 
     def _render(self, *_: object) -> None:
         trace = self.feed.trace(self.feed.selected_id) if self.feed.selected_id else None
-        if trace is self._shown:
-            return
-        self._shown = trace
-        self.pane.object = render_trace(trace) if trace else EMPTY
+        run = self.feed.same_run(trace) if trace else []
+        shown = (trace, [(call["id"], call.get("status"), call.get("latency_ms")) for call in run])
+        if shown[0] is self._shown[0] and shown[1] == self._shown[1]:
+            return  # nothing new to say: the pane is not resent
+        self._shown = shown
+        self.pane.object = render_trace(trace, run) if trace else EMPTY
 
     def __panel__(self):
         if self.max_height is not None:  # under the table: no empty box before a row is selected
