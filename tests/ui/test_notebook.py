@@ -29,7 +29,7 @@ async def test_the_notebook_runs_and_shows_recent_traces_then_the_live_view(api,
     html = "".join(output.get("data", {}).get("text/html", "") for output in outputs)
     text = "".join(output.get("text", "") for output in outputs)
     assert "notebook-call-2" in html and "<table" in html  # the DataFrame, rendered
-    assert "3 traces, stream position 3" in text
+    assert "3 traces in the last 24 hours, stream position 3" in text
     assert "connected" in text
     assert "live feed: stopped" in text
     assert any("application/vnd.holoviews_exec.v0+json" in output.get("data", {}) for output in outputs)

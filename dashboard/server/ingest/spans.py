@@ -192,7 +192,7 @@ def _invocation_model(attributes: Attributes) -> str | None:
 def _messages(attributes: Attributes, genai: str, indexed: str, plain: str, legacy: str) -> Any:
     """Chat messages as a list of {role, content} where the span has them, else its text or JSON."""
     if genai in attributes:
-        return _json(attributes[genai])
+        return _plain_messages(_json(attributes[genai]))
     prefix = indexed + "."
     by_index: dict[int, dict[str, Any]] = {}
     for key, value in attributes.items():
@@ -206,6 +206,20 @@ def _messages(attributes: Attributes, genai: str, indexed: str, plain: str, lega
         if key in attributes:
             return _json(attributes[key])
     return None
+
+
+def _plain_messages(messages: Any) -> Any:
+    """GenAI messages whose parts are all text as {role, content}, as the other conventions have them
+    (readable in the detail, found by the search); anything richer (tool calls, images) as sent."""
+    if not isinstance(messages, list):
+        return messages
+    plain = []
+    for message in messages:
+        parts = message.get("parts") if isinstance(message, dict) else None
+        if not isinstance(parts, list) or not all(isinstance(p, dict) and p.get("type") == "text" for p in parts):
+            return messages
+        plain.append({"role": message.get("role"), "content": "".join(str(p.get("content", "")) for p in parts)})
+    return plain
 
 
 def _json(value: Any) -> Any:

@@ -41,13 +41,20 @@ def test_a_genai_span_becomes_a_trace_with_model_provider_tokens_and_messages():
     assert trace.id == trace_id_of_span(f"{context.trace_id:032x}", f"{context.span_id:016x}")
     assert (trace.name, trace.model, trace.provider, trace.status) == ("chat gpt-4o", "gpt-4o-2024-08-06", "openai", "success")
     assert (trace.input_tokens, trace.output_tokens, trace.total_tokens) == (11, 7, 18)
-    assert trace.input == [{"role": "user", "parts": [{"type": "text", "content": "hello"}]}]
-    assert trace.output[0]["role"] == "assistant"
+    assert trace.input == [{"role": "user", "content": "hello"}]  # text parts read as the other conventions have them
+    assert trace.output == [{"role": "assistant", "content": "hi"}]
     assert trace.latency_ms == (span.end_time - span.start_time) / 1e6
     seconds, nanos = divmod(span.start_time, 10**9)
     assert trace.started_at == datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
     assert trace.metadata["otel"] == {"trace_id": f"{context.trace_id:032x}", "span_id": f"{context.span_id:016x}",
                                       "kind": "internal", "service": "rag-service", "scope": "tests.ingest"}
+
+
+def test_genai_messages_with_more_than_text_are_kept_as_sent():
+    spans = SpanFactory()
+    tool_call = [{"role": "assistant", "parts": [{"type": "tool_call", "name": "search", "arguments": {"q": "refunds"}}]}]
+    spans.span("chat", {"gen_ai.request.model": "gpt-4o", "gen_ai.output.messages": json.dumps(tool_call)})
+    assert one(spans.export()).output == tool_call
 
 
 def test_older_genai_names_still_map():
