@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ./serve.sh       run the API (127.0.0.1:8000) on the embedded SQLite store, demo traffic, and the
 #                  dashboard (127.0.0.1:5006) signed in as the user "demo"
+# ./serve.sh postgres  the same on a local PostgreSQL (Debian's, in data/postgres), with two API processes:
+#                  the demo writes through one (:8001), the dashboard streams from the other (:8000)
 # ./serve.sh test  install what the tests need and run the whole suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,6 +11,7 @@ API_HOST=127.0.0.1
 API_PORT="${TRACES_API_PORT:-8000}"
 DASHBOARD_PORT="${TRACES_DASHBOARD_PORT:-5006}"
 DATA_DIR="${TRACES_DATA_DIR:-data}"   # logs and the demo token (and the store, when TRACES_DB_URL is unset)
+PG_PORT="${TRACES_PG_PORT:-5433}"     # ./serve.sh postgres: the local PostgreSQL's port
 PY=.venv/bin/python
 
 # Create .venv on first run and (re)install when pyproject.toml changed since the last install.
@@ -85,14 +88,14 @@ stop_group() {
     for pid; do wait "$pid" 2>/dev/null || true; done
 }
 
-# Stop everything started, the API last so that the demo can finish its open calls.
+# Stop everything started, the last started first: the dashboard and the demo (which can finish its open
+# calls), then the API, then the database under it.
 FORCE=""
 stop_all() {
     trap 'FORCE=1' INT TERM HUP
     trap - EXIT
-    [ ${#PIDS[@]} -gt 0 ] || return 0
-    [ ${#PIDS[@]} -gt 1 ] && stop_group "${PIDS[@]:1}"
-    stop_group "${PIDS[0]}"
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_group "${PIDS[i]}"; done
     PIDS=()
 }
 
@@ -135,13 +138,51 @@ PYEOF
     done
 }
 
+# start_postgres: a PostgreSQL cluster of our own in $DATA_DIR/postgres (created on first run), on
+# 127.0.0.1:$PG_PORT, as a component like the others; run as the postgres user when we are root.
+start_postgres() {
+    local bin data="$DATA_DIR/postgres" as=()
+    bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+    if [ -z "$bin" ]; then
+        echo "serve.sh: PostgreSQL is not installed (apt-get install postgresql)" >&2
+        exit 1
+    fi
+    [ "$(id -u)" = 0 ] && as=(/usr/sbin/runuser -u postgres --)
+    if [ ! -f "$data/PG_VERSION" ]; then
+        echo "creating a PostgreSQL cluster in $data (first run)…"
+        mkdir -p "$data"
+        [ "$(id -u)" = 0 ] && chown postgres: "$data"
+        "${as[@]}" "$bin/initdb" -D "$(realpath "$data")" -U postgres --auth=trust -E UTF8 >"$DATA_DIR/initdb.log"
+    fi
+    local server=("${as[@]}" "$bin/postgres" -D "$(realpath "$data")" -p "$PG_PORT" -c listen_addresses=127.0.0.1
+                  -c unix_socket_directories="$(realpath "$data")")
+    "${NEW_SESSION[@]}" "${server[@]}" </dev/null >>"$DATA_DIR/postgres.log" 2>&1 &
+    PIDS+=($!) NAMES+=("PostgreSQL") LOGS+=("its log is $DATA_DIR/postgres.log")
+    local deadline=$((SECONDS + 30))
+    until "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do
+        check_running
+        if [ "$SECONDS" -ge "$deadline" ]; then echo "serve.sh: PostgreSQL did not start; see $DATA_DIR/postgres.log" >&2; exit 1; fi
+        sleep 0.2
+    done
+    "${as[@]}" "$bin/psql" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -tc "SELECT 1 FROM pg_database WHERE datname = 'traces'" \
+        | grep -q 1 || "${as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres traces
+    export TRACES_DB_URL="postgresql://postgres@127.0.0.1:$PG_PORT/traces"
+    # The JWT secret lives beside a SQLite file by default; on Postgres it is kept in the data folder.
+    if [ -z "${TRACES_JWT_SECRET:-}" ]; then
+        [ -f "$DATA_DIR/jwt.secret" ] || (umask 077 && "$PY" -c 'import secrets; print(secrets.token_hex(32))' >"$DATA_DIR/jwt.secret")
+        TRACES_JWT_SECRET="$(cat "$DATA_DIR/jwt.secret")"
+        export TRACES_JWT_SECRET
+    fi
+}
+
 run_all() {
+    local mode="$1"
     ensure_venv ""
     local api_url="http://$API_HOST:$API_PORT" dashboard_url="http://$API_HOST:$DASHBOARD_PORT"
-    local token_file="$DATA_DIR/demo.token"
+    local writer_url="$api_url" token_file="$DATA_DIR/demo.token"
     mkdir -p "$DATA_DIR"
     # TRACES_DATA_DIR moves the store (and the JWT secret beside it) too, unless TRACES_DB_URL says otherwise.
-    if [ -n "${TRACES_DATA_DIR:-}" ] && [ -z "${TRACES_DB_URL:-}" ]; then
+    if [ "$mode" = sqlite ] && [ -n "${TRACES_DATA_DIR:-}" ] && [ -z "${TRACES_DB_URL:-}" ]; then
         export TRACES_DB_URL="sqlite:///$DATA_DIR/traces.db"
     fi
     trap 'on_signal INT' INT
@@ -149,9 +190,15 @@ run_all() {
     trap 'on_signal HUP' HUP
     trap stop_all EXIT
 
+    [ "$mode" = postgres ] && start_postgres
     start "the API" "" -m dashboard api --host "$API_HOST" --port "$API_PORT" --no-access-log
     wait_for "$api_url/healthz" "the API" 30
-    TRACES_API_URL="$api_url" start "the demo traffic generator" "" -m dashboard demo --api-url "$api_url"
+    if [ "$mode" = postgres ]; then  # a second node: what the demo writes there streams from the first
+        writer_url="http://$API_HOST:$((API_PORT + 1))"
+        start "the second API process" "$DATA_DIR/api-2.log" -m dashboard api --host "$API_HOST" --port "$((API_PORT + 1))"
+        wait_for "$writer_url/healthz" "the second API process" 30
+    fi
+    TRACES_API_URL="$writer_url" start "the demo traffic generator" "" -m dashboard demo --api-url "$writer_url"
 
     # The dashboard's token, for a week, in a file only this user can read: never on the screen.
     # (In a session of its own too: a Ctrl-C meanwhile stops everything once it is done, without a traceback.)
@@ -171,9 +218,13 @@ run_all() {
   Watch the raw stream (the token is in $token_file, readable only by you):
     curl -N -H "Authorization: Bearer \$(cat $token_file)" $api_url/api/analytics/traces/stream
 
-  Ctrl-C stops all three.
+  Ctrl-C stops them all.
 
 INFO
+    if [ "$mode" = postgres ]; then
+        echo "  On PostgreSQL ($TRACES_DB_URL): the demo writes through $writer_url, the dashboard streams from $api_url."
+        echo
+    fi
     while true; do
         wait -n "${PIDS[@]}" 2>/dev/null || true   # (no "Killed" line from bash: check_running says it)
         check_running
@@ -182,6 +233,7 @@ INFO
 
 case "${1:-}" in
     test) run_tests "$@" ;;
-    "") run_all ;;
-    *) echo "usage: ./serve.sh [test [pytest args…]]" >&2; exit 2 ;;
+    "") run_all sqlite ;;
+    postgres) run_all postgres ;;
+    *) echo "usage: ./serve.sh [postgres | test [pytest args…]]" >&2; exit 2 ;;
 esac

@@ -55,21 +55,26 @@ def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
-class AppUnderTest:
-    """What a test asks of a running app, wherever it runs: its parts, and tokens to call it with."""
+class Tokens:
+    """Tokens to call an API under test with, signed with its secret."""
 
-    app: Any
     auth: Authenticator
-
-    @property
-    def services(self) -> Services:
-        return self.app.state.services
 
     def token(self, user: str, ttl: int = 3600) -> str:
         return self.auth.issue_token(user, ttl)
 
     def headers(self, user: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user)}"}
+
+
+class AppUnderTest(Tokens):
+    """What a test asks of a running app, wherever it runs: its parts, and tokens to call it with."""
+
+    app: Any
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.services
 
 
 class InProcessApi(AppUnderTest):
@@ -149,13 +154,14 @@ class ThreadedApi(AppUnderTest):
         return self.call(count())
 
 
-class ApiProcess:
+class ApiProcess(Tokens):
     """``python -m dashboard api`` as a child process: for SIGKILL, SIGTERM and restarts on the same file."""
 
-    def __init__(self, tmp_path: Path, *, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp_path: Path, *, port: int | None = None, env: dict[str, str] | None = None,
+                 db_url: str | None = None) -> None:
         self.tmp_path = tmp_path
         self.port = port or free_port()
-        self.db_url = f"sqlite:///{tmp_path / 'traces.db'}"
+        self.db_url = db_url or f"sqlite:///{tmp_path / 'traces.db'}"
         self.env = {**os.environ, "TRACES_JWT_SECRET": TEST_SECRET, "TRACES_DB_URL": self.db_url, **(env or {})}
         self.log_path = tmp_path / f"api-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -200,9 +206,6 @@ class ApiProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(timeout=10)
-
-    def token(self, user: str, ttl: int = 3600) -> str:
-        return self.auth.issue_token(user, ttl)
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
+from .postgres import postgres_bin
 from .support import ROOT, free_port, poll_until
 
 pytestmark = [
@@ -25,7 +28,7 @@ pytestmark = [
     pytest.mark.timeout(240),
 ]
 
-STARTED = "Ctrl-C stops all three."
+STARTED = "Ctrl-C stops them all."
 START_SECONDS = 120   # the dashboard's imports are slow on a busy machine; the script waits for it too
 STOP_SECONDS = 40     # the demo finishes its open calls (up to 5 s) and each stage has a 10 s SIGKILL deadline
 
@@ -39,19 +42,19 @@ def default_ctrl_c() -> None:
 class ServeRun:
     """One ``./serve.sh`` in a session of its own, its console in a file."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, *args: str, data_dir: Path | None = None) -> None:
         self.api_port = free_port()
         self.dashboard_port = free_port()
-        while self.dashboard_port == self.api_port:
+        while self.dashboard_port in (self.api_port, self.api_port + 1):
             self.dashboard_port = free_port()
-        self.data_dir = tmp_path / "data"
+        self.data_dir = data_dir or tmp_path / "data"
         self.console_path = tmp_path / "serve.out"
         self.marker = f"TRACES_DATA_DIR={self.data_dir}".encode()
         env = {key: value for key, value in os.environ.items() if not key.startswith("TRACES_")}
         env.update(TRACES_API_PORT=str(self.api_port), TRACES_DASHBOARD_PORT=str(self.dashboard_port),
-                   TRACES_DATA_DIR=str(self.data_dir), PYTHONUNBUFFERED="1")
+                   TRACES_DATA_DIR=str(self.data_dir), TRACES_PG_PORT=str(free_port()), PYTHONUNBUFFERED="1")
         with open(self.console_path, "wb") as console:
-            self.process = subprocess.Popen([str(ROOT / "serve.sh")], stdin=subprocess.DEVNULL, stdout=console,
+            self.process = subprocess.Popen([str(ROOT / "serve.sh"), *args], stdin=subprocess.DEVNULL, stdout=console,
                                             stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                             preexec_fn=default_ctrl_c)
 
@@ -173,3 +176,25 @@ def test_when_the_api_dies_serve_stops_the_demo_and_the_dashboard_and_says_so(se
     assert "Killed" not in console.replace("killed by SIGKILL", ""), console   # no job-control noise from bash
     assert serve.processes() == {}
     print(f"API killed to serve.sh exit: {time.monotonic() - began:.1f} s")
+
+
+@pytest.mark.skipif(postgres_bin() is None, reason="PostgreSQL is not installed (./serve.sh test installs it as root)")
+def test_serve_postgres_runs_it_all_on_a_local_postgresql_across_two_api_processes(tmp_path: Path):
+    data_dir = Path(tempfile.mkdtemp(prefix="serve-postgres-"))  # not under pytest's private tmp: the postgres user reads it
+    data_dir.chmod(0o755)
+    run = ServeRun(tmp_path, "postgres", data_dir=data_dir)
+    try:
+        run.wait_started()
+        assert "On PostgreSQL (postgresql://" in run.console()
+        token = (run.data_dir / "demo.token").read_text().strip()
+        second = f"http://127.0.0.1:{run.api_port + 1}"
+        with httpx.Client(trust_env=False, timeout=5, headers={"Authorization": f"Bearer {token}"}) as client:
+            assert client.get(second + "/healthz").json()["store"] == "postgres"
+            written = client.post(second + "/api/traces", json={"name": "through-the-second-node"}).json()
+            assert client.get(f"{run.api_url}/api/analytics/traces/{written['id']}").status_code == 200
+        os.killpg(run.process.pid, signal.SIGINT)
+        assert run.wait_exit() == -signal.SIGINT, run.console()
+        assert run.processes() == {}  # PostgreSQL too
+    finally:
+        run.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)

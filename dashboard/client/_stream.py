@@ -30,6 +30,7 @@ from httpx_sse import aconnect_sse
 
 from ..backoff import Backoff, UniformSource
 from ..schema import STREAM_PATH
+from ..waits import wait_for_event
 from ._decode import decode
 from ._errors import StreamAuthError, TraceApiError, TraceStreamError, api_error
 from ._events import Connected, Ping, Reset, Snapshot, StreamError, StreamEvent, TraceEvent
@@ -218,11 +219,7 @@ class TraceStream:
         self._wake.clear()  # before publishing, so an on_health callback may already call retry_now()
         self._update(status=ConnectionStatus.reconnecting, attempt=self._backoff.attempt, last_error=reason,
                      retry_delay=delay, next_retry_at=utc_now() + timedelta(seconds=delay))
-        try:
-            async with asyncio.timeout(delay):
-                await self._wake.wait()
-        except TimeoutError:
-            pass
+        await wait_for_event(self._wake, delay)
         self._update(retry_delay=None, next_retry_at=None)
 
     async def _connect_once(self) -> None:

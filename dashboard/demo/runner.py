@@ -38,6 +38,7 @@ from ..client import api_error
 from ..config import Settings
 from ..schema import WRITE_PATH
 from ..server.auth import Authenticator
+from ..waits import wait_for_event
 from .traffic import CallPlan, TrafficModel, user_names
 
 log = logging.getLogger("dashboard.demo")
@@ -169,7 +170,7 @@ class _Runner:
             if response is None or not response.is_success:
                 return
             self.stats.started += 1
-            cancelled = await _wait(self.stopping, plan.latency_s)
+            cancelled = await wait_for_event(self.stopping, plan.latency_s)
             elapsed = time.monotonic() - began
             if cancelled:
                 body = plan.cancelled_body(started_at, elapsed)
@@ -198,21 +199,7 @@ class _Runner:
                 return response.is_success          # a 4xx will not get better by retrying
             if not retry or stopped_before or time.monotonic() >= give_up:
                 return False
-            await _wait(self.stopping, backoff.next_delay())
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> bool:
-    """Sleep ``seconds`` unless ``event`` is set first; True when it was."""
-    if event.is_set():
-        return True
-    if seconds <= 0:
-        return False
-    try:
-        async with asyncio.timeout(seconds):
-            await event.wait()
-        return True
-    except TimeoutError:
-        return False
+            await wait_for_event(self.stopping, backoff.next_delay())
 
 
 async def run_demo(
@@ -284,11 +271,11 @@ async def run_demo(
         next_at = time.monotonic()
         while not stopping.is_set():
             next_at += traffic.interarrival(rate)
-            if await _wait(stopping, next_at - time.monotonic()):
+            if await wait_for_event(stopping, next_at - time.monotonic()):
                 break
             pause = health.backoff_remaining()
             if pause > 0:
-                if await _wait(stopping, pause):
+                if await wait_for_event(stopping, pause):
                     break
                 next_at = time.monotonic()      # no burst to catch up after a pause
             if slots.locked():                  # all slots busy: wait for one (or the stop)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .auth import AuthError
-from .stores import DuplicateTraceError, StoreError
+from .stores import DuplicateTraceError, InvalidCursor, InvalidValue, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,14 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DuplicateTraceError)
     async def _duplicate(_: Request, exc: DuplicateTraceError) -> JSONResponse:
         return error_response(409, "duplicate_id", f"{exc}; change it with PATCH /api/traces/{{id}}")
+
+    @app.exception_handler(InvalidValue)
+    async def _invalid_value(_: Request, exc: InvalidValue) -> JSONResponse:
+        return error_response(422, "invalid_value", str(exc))
+
+    @app.exception_handler(InvalidCursor)
+    async def _invalid_cursor(_: Request, exc: InvalidCursor) -> JSONResponse:
+        return error_response(422, "invalid_cursor", str(exc))
 
     @app.exception_handler(StoreError)
     async def _store_error(_: Request, exc: StoreError) -> JSONResponse:

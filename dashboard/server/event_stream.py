@@ -20,9 +20,10 @@ from .auth import Principal
 from .hub import CloseReason, Hub, Subscription
 from .metrics import Metrics
 from .sse import control_frame, event_frame, retry_frame
-from .stores import EventLog, StoreError
+from .stores import EventBounds, EventLog, StoreError
 
 REPLAY_PAGE = 500
+AHEAD_WAIT_SECONDS = 1.0  # how long a resume point ahead of this node may take to become readable here
 STREAM_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 
 
@@ -56,11 +57,22 @@ def _unavailable(exc: StoreError) -> bytes:
                                    "message": f"the trace store is unavailable: {exc}"})
 
 
+async def _caught_up(events: EventLog, bounds: EventBounds, resume_from: int) -> EventBounds:
+    """A resume point from another node may be ahead of what this one has seen yet: wait for it, briefly."""
+    deadline = time.monotonic() + AHEAD_WAIT_SECONDS
+    while bounds.watermark < resume_from and (left := deadline - time.monotonic()) > 0:
+        await events.wait_for_events(bounds.watermark, left)
+        bounds = await events.bounds()
+    return bounds
+
+
 async def stream_frames(settings: Settings, events: EventLog, metrics: Metrics, sub: Subscription,
                         principal: Principal, resume_from: int | None) -> AsyncIterator[bytes]:
     yield retry_frame(settings.retry_ms)
     try:
         bounds = await events.bounds()
+        if resume_from is not None and resume_from > bounds.watermark:
+            bounds = await _caught_up(events, bounds, resume_from)
     except StoreError as exc:
         yield _unavailable(exc)
         return

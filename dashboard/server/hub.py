@@ -16,6 +16,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from ..backoff import Backoff
+from ..waits import wait_for_event
 from .metrics import Metrics
 from .sse import event_frame
 from .stores import EventFilter, EventLog, StoredEvent, StoreError
@@ -85,10 +86,7 @@ class Subscription:
         """Everything queued, waiting up to ``timeout`` seconds for something; empty on timeout or close."""
         if not self._items and self.closed_reason is None:
             self._ready.clear()
-            try:
-                async with asyncio.timeout(timeout):
-                    await self._ready.wait()
-            except TimeoutError:
+            if not await wait_for_event(self._ready, timeout):
                 return []
         items = list(self._items)
         self._items.clear()

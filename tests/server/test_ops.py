@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 
-async def test_healthz_answers_without_a_token_and_names_the_store(app_api):
+async def test_healthz_answers_without_a_token_and_names_the_store(app_api, store):
     async with app_api.client() as client:
         response = await client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "store": "sqlite"}
+    assert response.json() == {"status": "ok", "store": store}
 
 
 async def test_metrics_count_what_happened(app_api):

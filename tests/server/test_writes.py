@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -16,16 +15,19 @@ from dashboard.server.records import TRACE_FIELDS
 from dashboard.server.stores import Backend, DuplicateTraceError, Record, StoredEvent, TraceQuery, TraceStore
 from dashboard.server.writes import MAX_ATTEMPTS, TraceWriter, WriteConflict
 
-from .stores.test_store_contract import FACTORIES, fresh_backends
+from .stores.test_store_contract import Backends
 
 STARTED = "2025-01-01T00:00:00.000000Z"
 ENDED = "2025-01-01T00:00:01.500000Z"
 
 
-@pytest.fixture(params=FACTORIES, ids=str)
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    async with fresh_backends(request.param, tmp_path) as backends:
+@pytest.fixture
+async def backend(db_url: str) -> AsyncIterator[Backend]:
+    backends = Backends(db_url)
+    try:
         yield await backends.open()
+    finally:
+        await backends.close_all()
 
 
 @pytest.fixture

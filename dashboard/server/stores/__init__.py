@@ -8,6 +8,8 @@ from .protocol import (
     EventBounds,
     EventFilter,
     EventLog,
+    InvalidCursor,
+    InvalidValue,
     Record,
     StoredEvent,
     StoreError,
@@ -19,6 +21,7 @@ from .protocol import (
 from .registry import open_backend
 
 __all__ = [
-    "EVERY_EVENT", "Backend", "DuplicateTraceError", "EventBounds", "EventFilter", "EventLog", "Record", "StoreError",
+    "EVERY_EVENT", "Backend", "DuplicateTraceError", "EventBounds", "EventFilter", "EventLog", "InvalidCursor", "InvalidValue",
+    "Record", "StoreError",
     "StoreOptions", "StoredEvent", "TicketLedger", "TraceQuery", "TraceStore", "open_backend",
 ]

@@ -31,6 +31,15 @@ class DuplicateTraceError(StoreError):
         self.trace_id = trace_id
 
 
+class InvalidValue(StoreError):
+    """A value this backend cannot hold (a trace id that is not a UUID where the table's id is a uuid):
+    the client's mistake, answered 422, nothing stored."""
+
+
+class InvalidCursor(StoreError):
+    """A ``cursor`` that is not a ``next_cursor`` this backend gave: answered 422."""
+
+
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
     """One event: ``body`` is the trace's JSON as stored, sent to streams without re-encoding."""
@@ -46,7 +55,7 @@ class StoredEvent:
 @dataclass(frozen=True, slots=True)
 class TraceQuery:
     limit: int = 100
-    cursor: int | None = None  # only traces older than this position
+    cursor: str | None = None  # a next_cursor from the previous page: only traces older than it
     model: str | None = None
     status: str | None = None
     since: str | None = None  # ISO 8601 UTC; traces created at or after it

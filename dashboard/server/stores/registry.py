@@ -10,6 +10,8 @@ from .protocol import Backend, StoreError, StoreOptions
 # scheme -> "module:function"; the function takes (url, StoreOptions) and returns a Backend.
 BACKENDS = MappingProxyType({
     "sqlite": "dashboard.server.stores.sqlite:open_sqlite",
+    "postgresql": "dashboard.server.stores.postgres:open_postgres",
+    "postgres": "dashboard.server.stores.postgres:open_postgres",
 })
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...schema import EventKind, Trace, TracePage
+from ...waits import wait_for_event
 from ..records import encode
 from .protocol import (
     EVERY_EVENT,
@@ -24,6 +25,7 @@ from .protocol import (
     DuplicateTraceError,
     EventBounds,
     EventFilter,
+    InvalidCursor,
     Record,
     StoredEvent,
     StoreError,
@@ -134,11 +136,7 @@ class SQLiteStore:
         if self._last_written > after:
             return
         self._written.clear()
-        try:
-            async with asyncio.timeout(timeout):
-                await self._written.wait()
-        except TimeoutError:
-            pass
+        await wait_for_event(self._written, timeout)
 
     # TicketLedger
 
@@ -255,8 +253,10 @@ class SQLiteStore:
             clauses.append("created_at < ?")
             params.append(query.until)
         if query.cursor is not None:
+            if not query.cursor.isdigit():
+                raise InvalidCursor("cursor must be a next_cursor value from a previous page")
             clauses.append("seq < ?")
-            params.append(query.cursor)
+            params.append(int(query.cursor))
         sql = f"SELECT seq, body FROM traces WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
         db = self.db
         db.execute("BEGIN")  # one read snapshot for the page and the position it reflects

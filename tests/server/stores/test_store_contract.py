@@ -1,8 +1,7 @@
 """The store contract, tested on the backend itself (no HTTP), unchanged for every backend.
 
-Each backend is a factory in ``FACTORIES``: an async context manager that makes fresh, empty storage
-and yields its ``TRACES_DB_URL``. Add a backend by adding a line there; nothing below may assume which
-backend it is testing.
+Each test runs once per store (``tests/conftest.py``: ``STORES`` and the ``db_url`` fixture, which makes
+fresh, empty storage and gives its ``TRACES_DB_URL``); nothing below may assume which backend it is testing.
 """
 
 from __future__ import annotations
@@ -11,10 +10,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -31,31 +27,10 @@ from dashboard.server.stores import (
 )
 
 
-@asynccontextmanager
-async def sqlite_storage(tmp_path: Path) -> AsyncIterator[str]:
-    yield f"sqlite:///{tmp_path / 'traces.db'}"
-
-
-@dataclass(frozen=True)
-class BackendFactory:
-    name: str
-    storage: Callable[[Path], AbstractAsyncContextManager[str]]  # fresh, empty storage -> its URL
-    durable: bool = True  # the data outlives the Backend object: a restart or another process sees it
-
-    def __str__(self) -> str:
-        return self.name
-
-
-FACTORIES = [
-    BackendFactory("sqlite", sqlite_storage),
-]
-
-
 class Backends:
     """Opens backends on one storage, as a process would, and closes whatever is still open at the end."""
 
-    def __init__(self, factory: BackendFactory, url: str) -> None:
-        self.factory = factory
+    def __init__(self, url: str) -> None:
         self.url = url
         self._open: list[tuple[Backend, StoreOptions]] = []
 
@@ -81,20 +56,13 @@ class Backends:
             await self.close(self._open[-1][0])
 
 
-@asynccontextmanager
-async def fresh_backends(factory: BackendFactory, tmp_path: Path) -> AsyncIterator[Backends]:
-    async with factory.storage(tmp_path) as url:
-        backends = Backends(factory, url)
-        try:
-            yield backends
-        finally:
-            await backends.close_all()
-
-
-@pytest.fixture(params=FACTORIES, ids=str)
-async def backends(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backends]:
-    async with fresh_backends(request.param, tmp_path) as opened:
+@pytest.fixture
+async def backends(db_url: str) -> AsyncIterator[Backends]:
+    opened = Backends(db_url)
+    try:
         yield opened
+    finally:
+        await opened.close_all()
 
 
 @pytest.fixture
@@ -104,8 +72,6 @@ async def backend(backends: Backends) -> Backend:
 
 @pytest.fixture
 def reopen(backends: Backends) -> Callable[[Backend], Awaitable[Backend]]:
-    if not backends.factory.durable:
-        pytest.skip(f"{backends.factory} keeps nothing once closed")
     return backends.reopen
 
 
@@ -212,7 +178,7 @@ async def test_traces_are_listed_newest_first_and_pages_cover_each_exactly_once(
         seen += [trace.id for trace in page.traces]
         if page.next_cursor is None:
             break
-        cursor = int(page.next_cursor)
+        cursor = page.next_cursor
     assert seen == ids[::-1]
 
 
@@ -385,8 +351,6 @@ async def test_traces_events_and_tickets_survive_a_restart(backend: Backend, reo
 
 
 async def test_two_processes_on_one_storage_share_traces_events_and_tickets(backends: Backends):
-    if not backends.factory.durable:
-        pytest.skip(f"{backends.factory} keeps its data inside one process")
     one, other = await backends.open(), await backends.open()
     trace = record(id="t-1")
     await one.traces.insert_traces([trace])
