@@ -16,7 +16,7 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from ..backoff import Backoff
-from ..waits import wait_for_event
+from ..waits import cancel_and_wait, wait_for_event
 from .metrics import Metrics
 from .sse import event_frame
 from .stores import EventFilter, EventLog, StoredEvent, StoreError
@@ -120,11 +120,8 @@ class Hub:
         """End every stream (each with an ``error`` saying why) and stop following."""
         self.begin_shutdown()
         if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            if not await cancel_and_wait(self._task):
+                log.error("the hub's follower did not stop; left behind")
             self._task = None
 
     def begin_shutdown(self) -> None:

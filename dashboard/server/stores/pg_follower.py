@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import psycopg
 import psycopg_pool
 
 from ...backoff import Backoff
-from ...waits import wait_for_event
+from ...waits import cancel_and_wait, wait_for_event
 from .pg_schema import EVENTS_CHANNEL, OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,9 @@ STOP_SECONDS = 5.0
 
 
 class OutboxFollower:
-    def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool, *, replay_events: int, replay_seconds: float) -> None:
+    def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool, *, replay_events: int, replay_seconds: float,
+                 on_trouble: Callable[[], None] = lambda: None) -> None:
+        self.on_trouble = on_trouble  # told when a connection fails: the pool's others may be dead too
         self.url = url
         self.pool = pool
         self.replay_events = replay_events
@@ -49,10 +52,7 @@ class OutboxFollower:
         self._stopping = True
         self._wake.set()
         for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            _, pending = await asyncio.wait(self._tasks, timeout=STOP_SECONDS)
-            for task in pending:  # never seen; a shutdown must not hang on it
+            if not await cancel_and_wait(task, STOP_SECONDS):  # a shutdown must not hang on it
                 log.error("%s did not stop within %g s; left behind", task.get_name(), STOP_SECONDS)
         self._tasks = []
 
@@ -96,6 +96,7 @@ class OutboxFollower:
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
                 if self._stopping:
                     return
+                self.on_trouble()
                 delay = backoff.next_delay()
                 log.warning("numbering trace events failed (%s); again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -123,6 +124,7 @@ class OutboxFollower:
             except psycopg.Error as exc:
                 if self._stopping:
                     return
+                self.on_trouble()
                 delay = backoff.next_delay()
                 log.warning("listening for trace events failed (%s); reconnecting in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

@@ -136,6 +136,9 @@ DECLARE
     numbered integer;
     newest bigint;
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM traces_outbox WHERE seq IS NULL) THEN  -- nothing to do: no lock taken
+        RETURN coalesce((SELECT max(seq) FROM traces_outbox), 0);
+    END IF;
     PERFORM pg_advisory_xact_lock({LOCK_NAMESPACE}, {SEQUENCER_LOCK});
     UPDATE traces_outbox o SET seq = n.seq
       FROM (SELECT p.id, nextval('traces_stream_seq') AS seq

@@ -6,9 +6,12 @@ this process's view of the newest event id current.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import time
 import uuid
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -38,6 +41,8 @@ from .protocol import (
 )
 
 T = TypeVar("T")
+IDLE_CHECK_SECONDS = 2.0
+TROUBLE_CHECK_SECONDS = 30.0
 COLUMNS = ("id", "user_id", "name", "model", "provider", "status", "started_at", "ended_at", "latency_ms", "input_tokens",
            "output_tokens", "total_tokens", "cost_usd", "input", "output", "error", "metadata", "created_at", "updated_at")
 JSON_COLUMNS = {"input", "output", "metadata"}
@@ -62,8 +67,11 @@ class PostgresStore:
         self.replay_seconds = replay_seconds
         self.pool = psycopg_pool.AsyncConnectionPool(
             self.url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True},
-            check=psycopg_pool.AsyncConnectionPool.check_connection, name="traces")
-        self.follower = OutboxFollower(self.url, self.pool, replay_events=replay_events, replay_seconds=replay_seconds)
+            check=self._check_if_idle, name="traces")
+        self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
+        self.follower = OutboxFollower(self.url, self.pool, replay_events=replay_events, replay_seconds=replay_seconds,
+                                       on_trouble=self.note_trouble)
+        self._check_all_until = 0.0  # after a failure (a restarted server), every pooled connection is checked
         self.uuid_columns: frozenset[str] = frozenset()
 
     async def open(self) -> None:
@@ -84,12 +92,34 @@ class PostgresStore:
         await self.follower.stop()
         await self.pool.close(timeout=5.0)
 
+    async def _check_if_idle(self, conn: psycopg.AsyncConnection) -> None:
+        """Check a pooled connection before use only if it sat idle (a restarted server leaves dead ones);
+        checking every one cost a round trip per write, about a third of the throughput (bench/pg_bench.py)."""
+        now = time.monotonic()
+        if now < self._check_all_until or now - self._last_used.get(conn, 0.0) > IDLE_CHECK_SECONDS:
+            await psycopg_pool.AsyncConnectionPool.check_connection(conn)
+
+    def note_trouble(self) -> None:
+        """A connection failed: check every pooled one before use for a while (others may be dead too)."""
+        self._check_all_until = time.monotonic() + TROUBLE_CHECK_SECONDS
+
     async def _run(self, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
         try:
             async with self.pool.connection() as conn:
-                return await work(conn)
-        except (psycopg.OperationalError, psycopg.InterfaceError, psycopg_pool.PoolTimeout) as exc:
-            raise StoreError(f"the database failed: {exc}") from exc
+                try:
+                    return await work(conn)
+                finally:
+                    self._last_used[conn] = time.monotonic()
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # psycopg answers a cancellation inside a query with an error of its own: taken for a store
+                # failure, a loop that retries after failures would swallow it and never stop.
+                raise asyncio.CancelledError() from exc
+            if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout):
+                self.note_trouble()
+                raise StoreError(f"the database failed: {exc}") from exc
+            raise
 
     async def _migrate(self) -> None:
         """Apply what is missing, holding a lock, so processes starting together apply each migration once."""
