@@ -27,6 +27,8 @@ STOP_SECONDS = 5.0
 
 
 class OutboxFollower:
+    """This process's newest readable event id, kept current; started and stopped with the store."""
+
     def __init__(self, url: str, pool: psycopg_pool.AsyncConnectionPool, *, replay_events: int, replay_seconds: float,
                  on_trouble: Callable[[], None] = lambda: None) -> None:
         self.on_trouble = on_trouble  # told when a connection fails: the pool's others may be dead too
@@ -63,6 +65,9 @@ class OutboxFollower:
         try:
             self.saw(await self._sequence())
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # psycopg's answer to a cancellation: not a failure
+                raise asyncio.CancelledError() from exc
             log.warning("numbering trace events after a write failed (%s); the loop will", exc)
             self._wake.set()
 
