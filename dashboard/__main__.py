@@ -57,6 +57,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _supabase_sql(args: argparse.Namespace, settings: Settings) -> int:
+    from .server.stores.supabase_sql import supabase_sql
+
+    print(supabase_sql(), end="")
+    return 0
+
+
 def _positive(kind: type) -> callable:
     def parse(text: str):
         value = kind(text)
@@ -90,6 +97,9 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--users", type=_positive(int), default=3, help="users, 'demo' always among them (default 3)")
     demo.add_argument("--duration", type=_positive(float), help="stop after this many seconds (default: run until Ctrl-C)")
     demo.set_defaults(run=_demo)
+
+    sql = commands.add_parser("supabase-sql", help="print the SQL to paste once into a Supabase project's SQL editor")
+    sql.set_defaults(run=_supabase_sql)
     return top
 
 

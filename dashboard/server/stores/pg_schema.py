@@ -158,9 +158,23 @@ CREATE TABLE IF NOT EXISTS traces_spent_tickets (
     expires_at double precision NOT NULL
 );
 """),
+    (2, "the outbox is written as its owner: writers under row level security (Supabase's roles) may not", """
+ALTER FUNCTION traces_to_outbox() SECURITY DEFINER SET search_path = public, pg_temp;
+ALTER FUNCTION traces_wake_sequencer() SECURITY DEFINER SET search_path = public, pg_temp;
+"""),
 ]
 
 
+MIGRATIONS_TABLE = """CREATE TABLE IF NOT EXISTS traces_schema_migrations (
+    version integer PRIMARY KEY, title text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"""
+
+
 def migration_sql() -> str:
-    """Every migration, in order, as one script (what a Supabase project gets pasted)."""
-    return "\n".join(f"-- migration {version}: {title}\n{sql.strip()}\n" for version, title, sql in MIGRATIONS)
+    """Every migration, in order, as one script that records what it applied (so an API started later on
+    the same database with a ``postgresql://`` URL finds it done)."""
+    parts = [MIGRATIONS_TABLE + ";"]
+    for version, title, script in MIGRATIONS:
+        parts.append(f"-- migration {version}: {title}\n{script.strip()}\n"
+                     f"INSERT INTO traces_schema_migrations (version, title) VALUES ({version}, $title${title}$title$)\n"
+                     "    ON CONFLICT (version) DO NOTHING;")
+    return "\n\n".join(parts) + "\n"

@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from ...schema import EventKind, Trace, TracePage
 from .pg_follower import OutboxFollower
-from .pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS
+from .pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS, MIGRATIONS_TABLE
 from .protocol import (
     EVERY_EVENT,
     Backend,
@@ -126,8 +126,7 @@ class PostgresStore:
         async with self.pool.connection() as conn:
             await conn.execute("SELECT pg_advisory_lock(%s, %s)", (LOCK_NAMESPACE, MIGRATION_LOCK))
             try:
-                await conn.execute("CREATE TABLE IF NOT EXISTS traces_schema_migrations (version integer PRIMARY KEY, "
-                                   "title text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())")
+                await conn.execute(MIGRATIONS_TABLE)
                 done = {row[0] for row in await (await conn.execute("SELECT version FROM traces_schema_migrations")).fetchall()}
                 for version, title, script in MIGRATIONS:
                     if version not in done:
