@@ -73,6 +73,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:5006", "http://localhost:5006")
     supabase_url: str | None = None
     supabase_key: str | None = None
+    jwks_url: str | None = None  # ES256/RS256 tokens are checked against these keys (Supabase's signing keys)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -89,8 +90,10 @@ class Settings:
             dashboard_rows=_int(env, "TRACES_DASHBOARD_ROWS", 5000, minimum=10),
             health_warn_seconds=_float(env, "TRACES_HEALTH_WARN_SECONDS", 60.0, minimum=1),
             cors_origins=_origins(env.get("TRACES_CORS_ORIGINS")),
-            supabase_url=env.get("SUPABASE_URL") or None,
+            supabase_url=(env.get("SUPABASE_URL") or "").rstrip("/") or None,
             supabase_key=env.get("SUPABASE_KEY") or None,
+            jwks_url=env.get("TRACES_JWKS_URL") or (
+                f"{env['SUPABASE_URL'].rstrip('/')}/auth/v1/.well-known/jwks.json" if env.get("SUPABASE_URL") else None),
         )
 
     @property

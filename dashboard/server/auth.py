@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import jwt
 
+from .jwks import ACCEPTED, SigningKeys
+
 TOKEN_AUDIENCE = "authenticated"
 TICKET_AUDIENCE = "traces-stream-ticket"
 TICKET_TTL_SECONDS = 60
@@ -48,20 +50,41 @@ class Ticket:
 
 
 class Authenticator:
-    """Issues and checks tokens and tickets with one HS256 secret."""
+    """Issues and checks tokens and tickets with one HS256 secret; with ``signing_keys``, also accepts
+    ES256/RS256 tokens signed by a key the project publishes (its JWKS), as Supabase issues them now."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, signing_keys: SigningKeys | None = None, issuer: str | None = None) -> None:
         if not secret:
             raise ValueError("the JWT secret must not be empty")
         self._secret = secret
+        self.signing_keys = signing_keys
+        self.issuer = issuer  # required of JWKS-signed tokens when set (Supabase: <SUPABASE_URL>/auth/v1)
 
     def issue_token(self, user_id: str, ttl_seconds: int = 3600) -> str:
         now = int(time.time())
         claims = {"sub": user_id, "aud": TOKEN_AUDIENCE, "role": "authenticated", "iat": now, "exp": now + ttl_seconds}
         return jwt.encode(claims, self._secret, algorithm=ALGORITHM)
 
-    def verify_token(self, token: str) -> Principal:
-        claims = self._decode(token, TOKEN_AUDIENCE, what="token")
+    async def verify_token(self, token: str) -> Principal:
+        """HS256 with the secret, or ES256/RS256 with a published key; ``alg: none`` and a token whose
+        algorithm does not belong to its key (an HS256 token "signed" with a public key) are refused."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError:
+            raise AuthError("invalid_token", "the token is not a well-formed JWT") from None
+        algorithm = header.get("alg")
+        if algorithm == ALGORITHM:
+            claims = self._decode(token, TOKEN_AUDIENCE, what="token")
+        elif algorithm in ACCEPTED.values() and self.signing_keys is not None:
+            kid = header.get("kid")
+            key = await self.signing_keys.key(kid) if isinstance(kid, str) else None
+            if key is None:
+                raise AuthError("invalid_token", f"the token is signed with a key this server does not know (kid {kid!r})")
+            if ACCEPTED[key.key_type] != algorithm:
+                raise AuthError("invalid_token", f"the token's algorithm {algorithm} does not match its key")
+            claims = self._decode(token, TOKEN_AUDIENCE, what="token", key=key.key, algorithm=algorithm, issuer=self.issuer)
+        else:
+            raise AuthError("invalid_token", f"tokens signed with {algorithm!r} are not accepted")
         return Principal(user_id=claims["sub"], expires_at=float(claims["exp"]))
 
     def issue_ticket(self, principal: Principal, ttl_seconds: int = TICKET_TTL_SECONDS) -> Ticket:
@@ -83,19 +106,23 @@ class Authenticator:
         claims = self._decode(ticket, TICKET_AUDIENCE, what="ticket", required=("exp", "sub", "jti"))
         return Principal(claims["sub"], float(claims.get("token_exp", claims["exp"]))), claims["jti"]
 
-    def _decode(self, value: str, audience: str, *, what: str, required: tuple[str, ...] = ("exp", "sub")) -> dict:
+    def _decode(self, value: str, audience: str, *, what: str, required: tuple[str, ...] = ("exp", "sub"),
+                key: object = None, algorithm: str = ALGORITHM, issuer: str | None = None) -> dict:
         try:
             claims = jwt.decode(
                 value,
-                self._secret,
-                algorithms=[ALGORITHM],
+                self._secret if key is None else key,
+                algorithms=[algorithm],
                 audience=audience,
+                issuer=issuer,
                 options={"require": list(required)},
             )
         except jwt.ExpiredSignatureError:
             raise AuthError(f"{what}_expired", f"the {what} has expired") from None
         except jwt.InvalidAudienceError:
             raise AuthError(f"invalid_{what}", f"the {what} is for another audience (expected {audience!r})") from None
+        except jwt.InvalidIssuerError:
+            raise AuthError(f"invalid_{what}", f"the {what} was issued by another project (expected {issuer!r})") from None
         except jwt.InvalidSignatureError:
             raise AuthError(f"invalid_{what}", f"the {what}'s signature does not match this server's secret") from None
         except jwt.MissingRequiredClaimError as exc:

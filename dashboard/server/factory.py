@@ -16,12 +16,20 @@ from ..schema import STREAM_EVENTS, TraceCreate, TracePatch
 from .auth import Authenticator
 from .errors import install_error_handlers
 from .hub import Hub
+from .jwks import SigningKeys
 from .limits import BodySizeLimit
 from .metrics import Metrics
 from .routes import ops, otlp, stream, traces
 from .services import Services
 from .stores import Backend, StoreOptions, open_backend
 from .writes import TraceWriter
+
+
+def authenticator(settings: Settings) -> Authenticator:
+    """HS256 with the secret; with a JWKS URL, also the project's published ES256/RS256 keys (and its issuer)."""
+    keys = SigningKeys(settings.jwks_url) if settings.jwks_url else None
+    issuer = f"{settings.supabase_url}/auth/v1" if settings.supabase_url and keys else None
+    return Authenticator(settings.resolved_jwt_secret(), keys, issuer)
 
 
 def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
@@ -37,7 +45,7 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
                   queue_size=settings.stream_queue_size)
         try:
             await hub.start()
-            app.state.services = Services(settings, parts, hub, Authenticator(settings.resolved_jwt_secret()), metrics,
+            app.state.services = Services(settings, parts, hub, authenticator(settings), metrics,
                                           TraceWriter(parts.traces, metrics))
             yield
         finally:

@@ -38,7 +38,7 @@ async def current_user(request: Request) -> Principal:
     if token is None:
         raise AuthError("missing_credentials",
                         "send 'Authorization: Bearer <token>'; get one with: python -m dashboard token --user ID")
-    return request.app.state.services.auth.verify_token(token)
+    return await request.app.state.services.auth.verify_token(token)
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]

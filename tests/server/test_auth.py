@@ -10,19 +10,19 @@ from dashboard.server.auth import Authenticator, AuthError, Principal, Redacting
 SECRET = "unit-secret-0123456789abcdef0123456789"
 
 
-def test_token_round_trip_names_the_user():
+async def test_token_round_trip_names_the_user():
     auth = Authenticator(SECRET)
     issued_from = int(time.time())
     token = auth.issue_token("alice", 60)
     issued_by = int(time.time())
-    principal = auth.verify_token(token)
+    principal = await auth.verify_token(token)
     assert principal.user_id == "alice"
     assert issued_from + 60 <= principal.expires_at <= issued_by + 60  # 60 s after issue, to the second
 
 
-def test_a_supabase_style_token_is_accepted():
+async def test_a_supabase_style_token_is_accepted():
     claims = {"sub": "0b5e-uuid", "aud": "authenticated", "role": "authenticated", "exp": int(time.time()) + 60}
-    assert Authenticator(SECRET).verify_token(jwt.encode(claims, SECRET, algorithm="HS256")).user_id == "0b5e-uuid"
+    assert (await Authenticator(SECRET).verify_token(jwt.encode(claims, SECRET, algorithm="HS256"))).user_id == "0b5e-uuid"
 
 
 @pytest.mark.parametrize(
@@ -36,24 +36,24 @@ def test_a_supabase_style_token_is_accepted():
         ({"aud": "authenticated", "exp": 2**31}, SECRET, "invalid_token", "'sub'"),
     ],
 )
-def test_each_bad_token_is_refused_with_its_reason(claims, key, code, words):
+async def test_each_bad_token_is_refused_with_its_reason(claims, key, code, words):
     with pytest.raises(AuthError) as caught:
-        Authenticator(SECRET).verify_token(jwt.encode(claims, key, algorithm="HS256"))
+        await Authenticator(SECRET).verify_token(jwt.encode(claims, key, algorithm="HS256"))
     assert caught.value.code == code
     assert words in caught.value.message
 
 
-def test_a_malformed_token_is_refused():
+async def test_a_malformed_token_is_refused():
     with pytest.raises(AuthError, match="well-formed"):
-        Authenticator(SECRET).verify_token("not.a.jwt")
+        await Authenticator(SECRET).verify_token("not.a.jwt")
 
 
-def test_a_ticket_is_not_a_token_and_a_token_is_not_a_ticket():
+async def test_a_ticket_is_not_a_token_and_a_token_is_not_a_ticket():
     auth = Authenticator(SECRET)
     token = auth.issue_token("alice", 60)
     ticket = auth.issue_ticket(Principal("alice", time.time() + 60))
     with pytest.raises(AuthError):
-        auth.verify_token(ticket.value)
+        await auth.verify_token(ticket.value)
     with pytest.raises(AuthError):
         auth.verify_ticket(token)
 

@@ -27,14 +27,14 @@ async def stream_principal(request: Request, services: Services, ticket: str | N
     """Header first, then a single-use ticket, then ``?token=`` (for compatibility)."""
     header_token = bearer_token(request.headers.get("authorization"))
     if header_token is not None:
-        return services.auth.verify_token(header_token)
+        return await services.auth.verify_token(header_token)
     if ticket:
         principal, ticket_id = services.auth.verify_ticket(ticket)
         if not await services.backend.tickets.spend_ticket(ticket_id, principal.expires_at):
             raise AuthError("ticket_reused", "this ticket was already used; get a new one for each connection")
         return principal
     if token:
-        return services.auth.verify_token(token)
+        return await services.auth.verify_token(token)
     raise AuthError("missing_credentials", "send 'Authorization: Bearer <token>', or ?ticket= from "
                     "POST /api/analytics/traces/stream/ticket")
 
