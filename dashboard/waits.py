@@ -44,3 +44,10 @@ async def cancel_and_wait(task: asyncio.Task, seconds: float = 5.0) -> bool:
     if not task.cancelled():
         task.exception()  # an error it ended with is retrieved here (stopping it was the point)
     return True
+
+
+def being_cancelled() -> bool:
+    """Whether the running task has been asked to stop: an error caught now may be a library's answer to
+    that request (psycopg raises one of its own when a query is cancelled), not a failure to retry."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

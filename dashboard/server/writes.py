@@ -46,6 +46,19 @@ class TraceWriter:
                 return record
         raise WriteConflict(trace_id)
 
+    async def insert_if_absent(self, user_id: str, sent: TraceCreate) -> Record | None:
+        """Insert the trace unless the user has it already (None then, and nothing changes); a span's start
+        reported late must not turn a finished call back. ``DuplicateTraceError`` when the id is another user's."""
+        if sent.id is not None and await self.store.get_trace(user_id, sent.id) is not None:
+            return None
+        try:
+            [record] = await self.create(user_id, [sent])
+        except DuplicateTraceError:
+            if await self.store.get_trace(user_id, sent.id or "") is None:
+                raise  # taken by another user: never touched, never shown
+            return None
+        return record
+
     async def upsert(self, user_id: str, sent: TraceCreate) -> Record:
         """Insert the trace, or, when the user already has one with its id, update it with the fields
         sent (a span reported at its start and again at its end). ``DuplicateTraceError`` when the id

@@ -9,12 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 
-from ..support import free_port
+from ..support import free_port, poll_until
 
 LAB_TOKEN = "notebook-test-token"
 
@@ -60,18 +59,17 @@ class JupyterLabProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, cwd=self.work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited:\n{self.log()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/status", headers={"Authorization": f"token {LAB_TOKEN}"},
-                             timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)  # another process's readiness has no event to wait on
-        raise RuntimeError(f"JupyterLab did not start:\n{self.log()[-3000:]}")
+        poll_until(self._answers, 90, "JupyterLab to answer")
+        return self
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"JupyterLab exited:\n{self.log()[-3000:]}")
+        try:
+            return httpx.get(f"{self.url}/api/status", headers={"Authorization": f"token {LAB_TOKEN}"},
+                             timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

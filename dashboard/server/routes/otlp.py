@@ -67,11 +67,4 @@ async def store_span(services: Services, user_id: str, trace: TraceCreate) -> An
     """An ended span is written over what its start said; a start never overwrites anything."""
     if trace.status != TraceStatus.running:
         return await services.writer.upsert(user_id, trace)
-    if await services.backend.traces.get_trace(user_id, trace.id or "") is not None:
-        return None  # already known (maybe already ended): a late start report changes nothing
-    try:
-        return (await services.writer.create(user_id, [trace]))[0]
-    except DuplicateTraceError:
-        if await services.backend.traces.get_trace(user_id, trace.id or "") is None:
-            raise  # another user's
-        return None
+    return await services.writer.insert_if_absent(user_id, trace)

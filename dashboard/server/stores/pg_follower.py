@@ -17,7 +17,7 @@ import psycopg
 import psycopg_pool
 
 from ...backoff import Backoff
-from ...waits import cancel_and_wait, wait_for_event
+from ...waits import being_cancelled, cancel_and_wait, wait_for_event
 from .pg_schema import EVENTS_CHANNEL, OUTBOX_CHANNEL
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,7 @@ class OutboxFollower:
         try:
             self.saw(await self._sequence())
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():  # psycopg's answer to a cancellation: not a failure
+            if being_cancelled():  # psycopg's answer to a cancellation: not a failure
                 raise asyncio.CancelledError() from exc
             log.warning("numbering trace events after a write failed (%s); the loop will", exc)
             self._wake.set()
@@ -99,12 +98,17 @@ class OutboxFollower:
                 self.saw(await self._sequence())
                 backoff.reset()
             except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-                if self._stopping:
-                    return
-                self.on_trouble()
-                delay = backoff.next_delay()
-                log.warning("numbering trace events failed (%s); again in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                await self._after_failure(backoff, "numbering trace events", exc)
+
+    async def _after_failure(self, backoff: Backoff, doing: str, exc: Exception) -> None:
+        """A loop's connection failed: say so, let the store check its pooled connections, wait, go on
+        (unless stopping, when the failure is just the way out)."""
+        if self._stopping:
+            return
+        self.on_trouble()
+        delay = backoff.next_delay()
+        log.warning("%s failed (%s); again in %.1f s", doing, exc, delay)
+        await asyncio.sleep(delay)
 
     async def _prune(self, conn: psycopg.AsyncConnection, newest: int) -> None:
         """Forget events outside the replay window: older than both the last N events and the last T seconds."""
@@ -127,9 +131,4 @@ class OutboxFollower:
                         elif note.payload.isdigit():
                             self.saw(int(note.payload))
             except psycopg.Error as exc:
-                if self._stopping:
-                    return
-                self.on_trouble()
-                delay = backoff.next_delay()
-                log.warning("listening for trace events failed (%s); reconnecting in %.1f s", exc, delay)
-                await asyncio.sleep(delay)
+                await self._after_failure(backoff, "listening for trace events", exc)

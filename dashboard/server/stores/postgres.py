@@ -23,6 +23,7 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from ...schema import EventKind, Trace, TracePage
+from ...waits import being_cancelled
 from .pg_follower import OutboxFollower
 from .pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS, MIGRATIONS_TABLE
 from .protocol import (
@@ -111,10 +112,7 @@ class PostgresStore:
                 finally:
                     self._last_used[conn] = time.monotonic()
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # psycopg answers a cancellation inside a query with an error of its own: taken for a store
-                # failure, a loop that retries after failures would swallow it and never stop.
+            if being_cancelled():  # taken for a store failure, a retrying loop would swallow the cancellation
                 raise asyncio.CancelledError() from exc
             if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout):
                 self.note_trouble()
