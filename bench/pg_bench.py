@@ -80,9 +80,9 @@ sys.path.insert(0, str(ROOT))  # for tests.postgres, the tests' PostgreSQL serve
 from dashboard.schema import TraceCreate, now_iso  # noqa: E402
 from dashboard.server.records import new_record  # noqa: E402
 from dashboard.server.stores import open_backend  # noqa: E402
-from dashboard.server.stores.pg_follower import OutboxFollower  # noqa: E402
 from dashboard.server.stores.pg_schema import migration_sql  # noqa: E402
 from dashboard.server.stores.postgres import COLUMNS, INSERT, JSON_COLUMNS  # noqa: E402
+from dashboard.server.stores.sequencer import EventSequencer  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 SECRET = "pg-bench-secret-not-for-production-0123456789abcdef"
@@ -623,7 +623,7 @@ async def sql_variant(pg: PostgresServer, db_url: str, n: int, connections: int,
                 await cur.executemany(INSERT, [values])
             committed = time.monotonic()
             insert_ms.append((committed - began) * 1000)
-            if sequence:  # as OutboxFollower.number_now does, on another connection of the pool
+            if sequence:  # as EventSequencer.number_now does, on another connection of the pool
                 await (await seq.execute(SEQUENCER)).fetchone()
                 sequence_ms.append((time.monotonic() - committed) * 1000)
 
@@ -654,7 +654,7 @@ async def skip(*args: Any) -> None:
 
 STORE_CHANGES = {  # monkeypatched in this process only, to see what a piece costs; the product is not changed
     "as is": (),
-    "number_now skipped (the loop numbers, woken by the INSERT's NOTIFY)": ((OutboxFollower, "number_now"),),
+    "number_now skipped (the loop numbers, woken by the INSERT's NOTIFY)": ((EventSequencer, "number_now"),),
     "pool check on checkout skipped": ((psycopg_pool.AsyncConnectionPool, "check_connection"),),
 }
 
@@ -952,7 +952,7 @@ def markdown(results: dict[str, Any]) -> str:
         "- SQL alone: the store's own INSERT statement in a transaction, then (or not) `SELECT traces_sequence_events()` on a "
         "second connection, as the API does after each commit; the outbox numbered and vacuumed between variants.",
         "- Store alone: `open_backend(url)` and `insert_traces([record])` from the writers' number of tasks in the bench "
-        "process; the variants replace `OutboxFollower.number_now` or `AsyncConnectionPool.check_connection` by a no-op "
+        "process; the variants replace `EventSequencer.number_now` or `AsyncConnectionPool.check_connection` by a no-op "
         "with `unittest.mock.patch.object`, in the bench process only.",
         "- pg_stat_statements (`track = all`) stays loaded for the whole run, so PostgreSQL's numbers include its small "
         "cost; the SQLite runs do not pay it.",

@@ -13,14 +13,15 @@ from .config import ConfigError, Settings
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from .server import create_app
+    from .server.factory import store_options
     from .server.runner import build_server
-    from .server.stores import StoreError, StoreOptions, open_backend
+    from .server.stores import StoreError, open_backend
 
     if args.db:
         settings = replace(settings, db_url=args.db)
     settings.resolved_jwt_secret()  # a missing secret is a configuration error, said before starting
     try:
-        backend = open_backend(settings.db_url, StoreOptions(settings.replay_events, settings.replay_seconds))
+        backend = open_backend(settings.db_url, store_options(settings))
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

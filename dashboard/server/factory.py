@@ -32,13 +32,17 @@ def authenticator(settings: Settings) -> Authenticator:
     return Authenticator(settings.resolved_jwt_secret(), keys, issuer)
 
 
+def store_options(settings: Settings) -> StoreOptions:
+    return StoreOptions(settings.replay_events, settings.replay_seconds, settings.supabase_url, settings.supabase_key)
+
+
 def create_app(settings: Settings | None = None, *, backend: Backend | None = None) -> FastAPI:
     """The API over ``backend`` (default: the one ``settings.db_url`` names), opened and closed with the app."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        parts = backend or open_backend(settings.db_url, StoreOptions(settings.replay_events, settings.replay_seconds))
+        parts = backend or open_backend(settings.db_url, store_options(settings))
         await parts.open()
         metrics = Metrics()
         hub = Hub(parts.events, metrics, max_streams_per_user=settings.max_streams_per_user,

@@ -162,6 +162,23 @@ CREATE TABLE IF NOT EXISTS traces_spent_tickets (
 ALTER FUNCTION traces_to_outbox() SECURITY DEFINER SET search_path = public, pg_temp;
 ALTER FUNCTION traces_wake_sequencer() SECURITY DEFINER SET search_path = public, pg_temp;
 """),
+    (3, "the event window's bounds and its pruning as functions: the same SQL over a connection or PostgREST", """
+-- floor: a stream may resume from any id at or above it; watermark: the newest numbered id.
+CREATE OR REPLACE FUNCTION traces_event_bounds() RETURNS jsonb LANGUAGE sql STABLE AS $$
+    SELECT jsonb_build_object('floor', coalesce(min(seq) - 1, max(seq), 0), 'watermark', coalesce(max(seq), 0))
+      FROM traces_outbox
+$$;
+
+-- Forget events outside the replay window (older than both the last keep_events events and the last
+-- keep_seconds seconds), and tickets that have expired.
+CREATE OR REPLACE FUNCTION traces_prune(keep_events bigint, keep_seconds double precision) RETURNS void
+LANGUAGE sql AS $$
+    DELETE FROM traces_outbox
+     WHERE seq <= (SELECT coalesce(max(seq), 0) FROM traces_outbox) - keep_events
+       AND created_at < now() - make_interval(secs => keep_seconds);
+    DELETE FROM traces_spent_tickets WHERE expires_at < extract(epoch FROM now());
+$$;
+"""),
 ]
 
 

@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from ...schema import EventKind, Trace, TracePage
 from ...waits import being_cancelled
-from .pg_follower import OutboxFollower
+from .pg_follower import outbox_follower
 from .pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS, MIGRATIONS_TABLE
 from .protocol import (
     EVERY_EVENT,
@@ -70,8 +70,8 @@ class PostgresStore:
             self.url, min_size=1, max_size=pool_size, open=False, kwargs={"autocommit": True},
             check=self._check_if_idle, name="traces")
         self._last_used: weakref.WeakKeyDictionary[psycopg.AsyncConnection, float] = weakref.WeakKeyDictionary()
-        self.follower = OutboxFollower(self.url, self.pool, replay_events=replay_events, replay_seconds=replay_seconds,
-                                       on_trouble=self.note_trouble)
+        self.follower = outbox_follower(self.url, self.pool, replay_events=replay_events, replay_seconds=replay_seconds,
+                                        on_trouble=self.note_trouble)
         self._check_all_until = 0.0  # after a failure (a restarted server), every pooled connection is checked
         self.uuid_columns: frozenset[str] = frozenset()
 
@@ -168,7 +168,7 @@ class PostgresStore:
                 async with conn.transaction(), conn.cursor() as cur:
                     await cur.executemany(INSERT, [_values(record) for record in records])
             except psycopg.errors.UniqueViolation as exc:
-                raise DuplicateTraceError(_duplicate_id(exc, records)) from None
+                raise DuplicateTraceError(duplicate_id(exc.diag.message_detail or "", records)) from None
 
         await self._run(work)
         await self.follower.number_now()
@@ -213,7 +213,7 @@ class PostgresStore:
             clauses.append(sql.SQL("created_at < %s::timestamptz"))
             params.append(query.until)
         if query.cursor is not None:
-            created_at, last_id = _read_cursor(query.cursor)
+            created_at, last_id = read_cursor(query.cursor)
             clauses.append(sql.SQL("(created_at, id::text) < (%s::timestamptz, %s)"))
             params += [created_at, last_id]
         statement = sql.SQL("SELECT traces_row_json(t)::text, traces_iso(t.created_at), t.id::text FROM llm_traces t "
@@ -228,7 +228,7 @@ class PostgresStore:
             more = len(rows) > query.limit
             rows = rows[: query.limit]
             return TracePage(traces=[Trace.model_validate_json(body) for body, _, _ in rows],
-                             next_cursor=_make_cursor(rows[-1][1], rows[-1][2]) if more else None, last_event_id=newest)
+                             next_cursor=make_cursor(rows[-1][1], rows[-1][2]) if more else None, last_event_id=newest)
 
         return await self._run(work)
 
@@ -236,8 +236,8 @@ class PostgresStore:
 
     async def bounds(self) -> EventBounds:
         async def work(conn: psycopg.AsyncConnection) -> EventBounds:
-            oldest, newest = await (await conn.execute("SELECT min(seq), coalesce(max(seq), 0) FROM traces_outbox")).fetchone()
-            return EventBounds(floor=newest if oldest is None else oldest - 1, watermark=newest)
+            bounds = (await (await conn.execute("SELECT traces_event_bounds()")).fetchone())[0]
+            return EventBounds(floor=bounds["floor"], watermark=bounds["watermark"])
 
         bounds = await self._run(work)
         self.follower.saw(bounds.watermark)
@@ -282,19 +282,19 @@ def _values(record: Record) -> list[Any]:
             for column in COLUMNS]
 
 
-def _duplicate_id(exc: psycopg.errors.UniqueViolation, records: list[Record]) -> str:
-    detail = (exc.diag.message_detail or "")  # Key (id)=(...) already exists.
+def duplicate_id(detail: str, records: list[Record]) -> str:
+    """Which of ``records`` PostgreSQL's "Key (id)=(...) already exists." names."""
     for record in records:
         if f"=({record['id']})" in detail:
             return record["id"]
     return records[0]["id"]
 
 
-def _make_cursor(created_at: str, trace_id: str) -> str:
+def make_cursor(created_at: str, trace_id: str) -> str:
     return base64.urlsafe_b64encode(json.dumps([created_at, trace_id]).encode()).decode().rstrip("=")
 
 
-def _read_cursor(cursor: str) -> tuple[str, str]:
+def read_cursor(cursor: str) -> tuple[str, str]:
     try:
         created_at, trace_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         if not (isinstance(created_at, str) and isinstance(trace_id, str)):

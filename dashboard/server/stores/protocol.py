@@ -128,10 +128,13 @@ class Resource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
-    """What every backend is told besides its URL: how much history to keep for resuming streams."""
+    """What a backend is told besides its URL: how much history to keep for resuming streams, and the
+    project a ``supabase`` URL means (``SUPABASE_URL``, ``SUPABASE_KEY``)."""
 
     replay_events: int = 10_000
     replay_seconds: float = 600.0
+    supabase_url: str | None = None
+    supabase_key: str | None = None
 
 
 @dataclass

@@ -2,8 +2,8 @@
 the Postgres store's own migrations (one source: ``pg_schema``), then what only Supabase has. Row level
 security lets a user's own token read only their traces (the API itself uses the service role, which
 bypasses it); the outbox, tickets and migrations tables are closed to the public roles; the sequencer
-may be called by the service role only; and the outbox joins the Realtime publication, so a server
-process learns of new events from one Realtime channel.
+and the event window's functions may be called by the service role only; and the outbox joins the
+Realtime publication, so a server process learns of new events from one Realtime channel.
 """
 
 from __future__ import annotations
@@ -21,8 +21,10 @@ CREATE POLICY "traces: users read their own" ON llm_traces FOR SELECT TO authent
 ALTER TABLE traces_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE traces_spent_tickets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE traces_schema_migrations ENABLE ROW LEVEL SECURITY;
-REVOKE EXECUTE ON FUNCTION traces_sequence_events(integer) FROM PUBLIC, anon, authenticated;
-GRANT EXECUTE ON FUNCTION traces_sequence_events(integer) TO service_role;
+REVOKE EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision)
+    FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision)
+    TO service_role;
 
 -- Realtime: the outbox's changes wake the API's one channel per process.
 DO $$
