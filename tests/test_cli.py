@@ -27,7 +27,17 @@ def test_an_unknown_database_url_is_a_one_line_error_before_anything_starts(tmp_
     result = run("api", "--db", "mysql://db/traces", "--port", "0", cwd=tmp_path, env={"TRACES_JWT_SECRET": TEST_SECRET})
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: TRACES_DB_URL 'mysql' is not supported; use one of: sqlite:, postgresql:, postgres: (for example sqlite:///path/to/traces.db)"]
+        "error: TRACES_DB_URL 'mysql' is not supported; use one of: sqlite://…, postgresql://…, postgres://…, supabase"
+        " (for example sqlite:///path/to/traces.db)"]
+
+
+def test_supabase_mode_without_its_project_says_which_settings_are_missing(tmp_path):
+    result = run("api", "--db", "supabase", "--port", "0", cwd=tmp_path,
+                 env={"TRACES_JWT_SECRET": TEST_SECRET, "SUPABASE_URL": "", "SUPABASE_KEY": ""})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: TRACES_DB_URL=supabase needs SUPABASE_URL (https://<project>.supabase.co) and SUPABASE_KEY"
+        " (the project's service-role key)"]
 
 
 def test_a_non_positive_ttl_is_refused_by_the_parser(tmp_path):

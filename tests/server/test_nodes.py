@@ -1,6 +1,6 @@
-"""Several API processes on one PostgreSQL database, as a deployment runs them: a stream on any node
-receives what is written through every node, in id order and once, and a client whose node is killed
-resumes on another with nothing missing and nothing twice."""
+"""Several API processes on one PostgreSQL database or Supabase project, as a deployment runs them: a
+stream on any node receives what is written through every node, in id order and once, and a client
+whose node is killed resumes on another with nothing missing and nothing twice."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from ..streams import open_stream
 
-pytestmark = pytest.mark.parametrize("store", ["postgres"])
+# On Supabase each node reaches the project over PostgREST and one Realtime channel (the stand-in's).
+pytestmark = pytest.mark.parametrize("store", ["postgres", "supabase"])
 PER_WRITER = 60
 
 
@@ -26,8 +27,8 @@ async def write(client: httpx.AsyncClient, node, token_headers: dict[str, str], 
     return ids
 
 
-async def test_a_stream_on_one_node_gets_the_writes_of_every_node_in_order_once_and_survives_its_node(api_process, db_url):
-    a, b, c = (api_process(db_url=db_url) for _ in range(3))
+async def test_a_stream_on_one_node_gets_the_writes_of_every_node_in_order_once_and_survives_its_node(api_process, store_env):
+    a, b, c = (api_process(env=store_env) for _ in range(3))
     alice = a.headers("alice")
     seen: list[tuple[int, str]] = []
     async with httpx.AsyncClient(timeout=10) as writer:

@@ -12,18 +12,27 @@ from dashboard.schema import EventKind, TraceCreate, TracePatch
 from dashboard.server import writes
 from dashboard.server.metrics import Metrics
 from dashboard.server.records import TRACE_FIELDS
-from dashboard.server.stores import Backend, DuplicateTraceError, Record, StoredEvent, TraceQuery, TraceStore
+from dashboard.server.stores import (
+    Backend,
+    DuplicateTraceError,
+    Record,
+    StoredEvent,
+    StoreOptions,
+    TraceQuery,
+    TraceStore,
+)
 from dashboard.server.writes import MAX_ATTEMPTS, TraceWriter, WriteConflict
 
 from .stores.test_store_contract import Backends
 
+pytestmark = pytest.mark.parametrize("store", ["sqlite", "postgres", "supabase"])
 STARTED = "2025-01-01T00:00:00.000000Z"
 ENDED = "2025-01-01T00:00:01.500000Z"
 
 
 @pytest.fixture
-async def backend(db_url: str) -> AsyncIterator[Backend]:
-    backends = Backends(db_url)
+async def backend(db_url: str, store_options: StoreOptions) -> AsyncIterator[Backend]:
+    backends = Backends(db_url, store_options)
     try:
         yield await backends.open()
     finally:

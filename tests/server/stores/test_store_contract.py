@@ -1,7 +1,8 @@
 """The store contract, tested on the backend itself (no HTTP), unchanged for every backend.
 
-Each test runs once per store (``tests/conftest.py``: ``STORES`` and the ``db_url`` fixture, which makes
-fresh, empty storage and gives its ``TRACES_DB_URL``); nothing below may assume which backend it is testing.
+Each test runs once per store: SQLite, PostgreSQL, and Supabase (through the stand-in for its servers;
+``tests/conftest.py``: the ``store_settings`` fixture makes fresh, empty storage of each kind). Nothing
+below may assume which backend it is testing.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -26,16 +28,19 @@ from dashboard.server.stores import (
     open_backend,
 )
 
+pytestmark = pytest.mark.parametrize("store", ["sqlite", "postgres", "supabase"])
+
 
 class Backends:
     """Opens backends on one storage, as a process would, and closes whatever is still open at the end."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, base: StoreOptions) -> None:
         self.url = url
+        self.base = base  # where the storage is, beside the URL (a Supabase project)
         self._open: list[tuple[Backend, StoreOptions]] = []
 
     async def open(self, options: StoreOptions | None = None) -> Backend:
-        options = options or StoreOptions()
+        options = replace(options or StoreOptions(), supabase_url=self.base.supabase_url, supabase_key=self.base.supabase_key)
         backend = open_backend(self.url, options)
         await backend.open()
         self._open.append((backend, options))
@@ -57,8 +62,8 @@ class Backends:
 
 
 @pytest.fixture
-async def backends(db_url: str) -> AsyncIterator[Backends]:
-    opened = Backends(db_url)
+async def backends(db_url: str, store_options: StoreOptions) -> AsyncIterator[Backends]:
+    opened = Backends(db_url, store_options)
     try:
         yield opened
     finally:

@@ -15,25 +15,10 @@ import pytest
 
 from dashboard.server.stores import StoreOptions, open_backend
 
+from ...supabase_standin import SUPABASE_LOOK
+
 pytestmark = pytest.mark.parametrize("store", ["postgres"])
 
-# What a Supabase project has before anything of ours: roles, auth.uid() as Supabase defines it, the
-# grants its default privileges give every new table and function, and the Realtime publication.
-SUPABASE_LOOK = """
-DO $$ BEGIN CREATE ROLE anon NOLOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN CREATE ROLE authenticated NOLOGIN NOINHERIT; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-CREATE SCHEMA IF NOT EXISTS auth;
-CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS $$
-    SELECT coalesce(nullif(current_setting('request.jwt.claim.sub', true), ''),
-                    (nullif(current_setting('request.jwt.claims', true), '')::jsonb ->> 'sub'))::uuid
-$$;
-GRANT USAGE ON SCHEMA auth, public TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
-CREATE PUBLICATION supabase_realtime;
-"""
 ALICE, BOB = str(uuid.uuid4()), str(uuid.uuid4())
 
 
