@@ -13,6 +13,7 @@ from .config import ConfigError, Settings
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
     from .server import create_app
+    from .server.error_tracking import start_error_tracking, stop_error_tracking
     from .server.factory import store_options
     from .server.runner import build_server
     from .server.stores import StoreError, open_backend
@@ -25,6 +26,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    start_error_tracking(settings)  # per process, here: never in an app some test builds in-process
     app = create_app(settings, backend=backend)
     server = build_server(app, args.host, args.port, forwarded_allow_ips=args.forwarded_allow_ips,
                           access_log=not args.no_access_log)
@@ -32,6 +34,8 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
         server.run()
     except KeyboardInterrupt:  # uvicorn has already shut down cleanly; no traceback for Ctrl-C
         pass
+    finally:
+        stop_error_tracking()
     return 0
 
 

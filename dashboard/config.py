@@ -66,7 +66,9 @@ class Settings:
     replay_seconds: float = 600.0
     max_body_bytes: int = 8 * MIB
     max_batch_traces: int = 1000
-    stream_queue_size: int = 5000
+    write_rate: float = 1000.0  # traces per second per user, bursts of 2 s' worth; 0 turns the limit off
+    stream_buffer_bytes: int = 4 * MIB  # a stream whose unsent frames pass this is a slow consumer
+    max_streams: int = 1000  # open streams per API process, all users together
     retry_ms: int = 1000
     dashboard_rows: int = 5000
     health_warn_seconds: float = 60.0
@@ -74,6 +76,7 @@ class Settings:
     supabase_url: str | None = None
     supabase_key: str | None = None
     jwks_url: str | None = None  # ES256/RS256 tokens are checked against these keys (Supabase's signing keys)
+    sentry_dsn: str | None = None  # where failures are reported; none: nothing is sent
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,8 +88,11 @@ class Settings:
             api_url=(env.get("TRACES_API_URL") or "http://127.0.0.1:8000").rstrip("/"),
             token=env.get("TRACES_TOKEN") or None,
             max_streams_per_user=_int(env, "TRACES_MAX_STREAMS_PER_USER", 10),
+            max_streams=_int(env, "TRACES_MAX_STREAMS", 1000),
+            stream_buffer_bytes=_int(env, "TRACES_STREAM_BUFFER_BYTES", 4 * MIB, minimum=64 * 1024),
             replay_events=_int(env, "TRACES_REPLAY_EVENTS", 10_000),
             max_body_bytes=_int(env, "TRACES_MAX_BODY_BYTES", 8 * MIB),
+            write_rate=_float(env, "TRACES_WRITE_RATE", 1000.0, minimum=0),
             dashboard_rows=_int(env, "TRACES_DASHBOARD_ROWS", 5000, minimum=10),
             health_warn_seconds=_float(env, "TRACES_HEALTH_WARN_SECONDS", 60.0, minimum=1),
             cors_origins=_origins(env.get("TRACES_CORS_ORIGINS")),
@@ -94,6 +100,7 @@ class Settings:
             supabase_key=env.get("SUPABASE_KEY") or None,
             jwks_url=env.get("TRACES_JWKS_URL") or (
                 f"{env['SUPABASE_URL'].rstrip('/')}/auth/v1/.well-known/jwks.json" if env.get("SUPABASE_URL") else None),
+            sentry_dsn=(env.get("SENTRY_DSN") or "").strip() or None,
         )
 
     @property

@@ -3,11 +3,12 @@ may send, what the stream says, and where each of them lives on the wire."""
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 
 STREAM_PATH = "/api/analytics/traces/stream"
 TRACES_PATH = "/api/analytics/traces"
@@ -16,6 +17,7 @@ WRITE_PATH = "/api/traces"
 MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 512
 MAX_TEXT_CHARS = 1_000_000
+MAX_JSON_DEPTH = 64  # objects and lists in input, output and metadata: far past any real payload
 
 
 class TraceStatus(StrEnum):
@@ -39,22 +41,68 @@ class EventKind(StrEnum):
 
 
 def utc_iso(moment: datetime) -> str:
-    """ISO 8601 in UTC with a ``Z``, microseconds always present, so strings sort as times do."""
+    """ISO 8601 in UTC with a ``Z``, microseconds and a four-digit year always present (strftime
+    writes year 1 as ``1``), so strings sort as times do."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def now_iso() -> str:
     return utc_iso(datetime.now(UTC))
 
 
-UtcDatetime = Annotated[datetime, PlainSerializer(utc_iso, return_type=str)]
+def _in_utc_years(moment: datetime) -> datetime:
+    """A time whose UTC form leaves years 1-9999 cannot be written as ISO 8601, nor kept by any store."""
+    try:
+        utc_iso(moment)
+    except OverflowError:
+        raise ValueError("a time must stay within the years 1 to 9999 once converted to UTC") from None
+    return moment
+
+
+def _storable_text(text: str) -> str:
+    """NUL is refused here because PostgreSQL cannot keep it in text or jsonb; SQLite could, and a
+    trace must read the same on every store. A lone surrogate is no Unicode and cannot be UTF-8."""
+    if "\x00" in text:
+        raise ValueError("text may not contain the NUL character (\\u0000)")
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            raise ValueError("text may not contain a lone surrogate (\\ud800-\\udfff)") from None
+    return text
+
+
+def _storable_json(value: Any) -> Any:
+    """Refused here, what ``json.loads`` lets through but no store keeps as sent: NaN and Infinity (they
+    would become null), nesting deeper than MAX_JSON_DEPTH (which serialising fails on) and unstorable text.
+    Walked without recursion, so no depth can overflow the stack."""
+    pending = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, str):
+            _storable_text(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("NaN and Infinity are not JSON numbers (nor is a number beyond a double's range)")
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels of objects and lists")
+            if isinstance(item, dict):
+                pending.extend((key, depth) for key in item)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+UtcMoment = Annotated[datetime, AfterValidator(_in_utc_years)]
+UtcDatetime = Annotated[UtcMoment, PlainSerializer(utc_iso, return_type=str)]
 NonNegativeInt = Annotated[int, Field(ge=0, le=2**53)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-ShortText = Annotated[str, Field(max_length=MAX_NAME_CHARS)]
+ShortText = Annotated[str, Field(max_length=MAX_NAME_CHARS), AfterValidator(_storable_text)]
 TraceId = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"^[A-Za-z0-9._:\-]+$")]
-Payload = Annotated[str | list[Any] | dict[str, Any], Field(description="Text, or JSON such as chat messages.")]
+Payload = Annotated[str | list[Any] | dict[str, Any], AfterValidator(_storable_json),
+                    Field(description=f"Text, or JSON such as chat messages (nested at most {MAX_JSON_DEPTH} deep).")]
+Metadata = Annotated[dict[str, Any], AfterValidator(_storable_json)]
 
 
 class TraceFields(BaseModel):
@@ -75,8 +123,8 @@ class TraceFields(BaseModel):
     cost_usd: NonNegativeFloat | None = None
     input: Payload | None = None
     output: Payload | None = None
-    error: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] | None = None
-    metadata: dict[str, Any] | None = None
+    error: Annotated[str, Field(max_length=MAX_TEXT_CHARS), AfterValidator(_storable_text)] | None = None
+    metadata: Metadata | None = None
 
     @field_validator("input_tokens", "output_tokens", "total_tokens", mode="before")
     @classmethod

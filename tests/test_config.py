@@ -42,6 +42,8 @@ NUMBERS = [  # variable, field, a good value, what it becomes
     ("TRACES_MAX_BODY_BYTES", "max_body_bytes", "1024", 1024),
     ("TRACES_DASHBOARD_ROWS", "dashboard_rows", "10", 10),
     ("TRACES_HEALTH_WARN_SECONDS", "health_warn_seconds", "2.5", 2.5),
+    ("TRACES_WRITE_RATE", "write_rate", "250", 250.0),
+    ("TRACES_WRITE_RATE", "write_rate", "0", 0.0),  # no limit
 ]
 
 
@@ -64,6 +66,8 @@ BAD_NUMBERS = [  # variable, a bad value, what the message says
     ("TRACES_DASHBOARD_ROWS", "9", "must be at least 10"),
     ("TRACES_HEALTH_WARN_SECONDS", "a minute", "must be a number, got 'a minute'"),
     ("TRACES_HEALTH_WARN_SECONDS", "0.5", "must be at least 1"),
+    ("TRACES_WRITE_RATE", "fast", "must be a number, got 'fast'"),
+    ("TRACES_WRITE_RATE", "-1", "must be at least 0"),
 ]
 
 

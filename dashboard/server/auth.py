@@ -13,6 +13,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import unquote_plus
 
 import jwt
 
@@ -23,6 +24,10 @@ TICKET_AUDIENCE = "traces-stream-ticket"
 TICKET_TTL_SECONDS = 60
 ALGORITHM = "HS256"
 _JWT_SHAPE = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
+CREDENTIAL_NAMES = frozenset({"token", "ticket", "access_token"})  # query names that carry a credential, decoded
+REDACTED = "REDACTED"
+# a query parameter in a log line: after ? & or ; (a separator to some parsers), up to the next one or a space
+_QUERY_PARAMETER = re.compile(r"(?P<before>[?&;])(?P<name>[^?&;=\s\"'<>#]*)=(?P<value>[^&;\s\"'<>#]*)")
 
 
 class AuthError(Exception):
@@ -127,6 +132,12 @@ class Authenticator:
             raise AuthError(f"invalid_{what}", f"the {what}'s signature does not match this server's secret") from None
         except jwt.MissingRequiredClaimError as exc:
             raise AuthError(f"invalid_{what}", f"the {what} lacks the {exc.claim!r} claim") from None
+        except jwt.ImmatureSignatureError as exc:  # PyJWT says which claim only in its message
+            because = ("not valid yet (nbf is in the future)" if "nbf" in str(exc)
+                       else "from the future (its iat is in the future)")
+            raise AuthError(f"invalid_{what}", f"the {what} is {because}; is one of the clocks wrong?") from None
+        except jwt.InvalidIssuedAtError:
+            raise AuthError(f"invalid_{what}", f"the {what}'s iat must be a whole number of seconds since 1970") from None
         except jwt.InvalidTokenError:
             raise AuthError(f"invalid_{what}", f"the {what} is not a well-formed JWT") from None
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
@@ -145,9 +156,20 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def redact_text(text: str) -> str:
-    """Anything shaped like a JWT, or a credential in a query string, replaced."""
-    text = _JWT_SHAPE.sub("REDACTED", text)
-    return re.sub(r"([?&](?:token|ticket|access_token)=)[^&\s\"]*", r"\1REDACTED", text)
+    """Credentials in query strings replaced, however spelled, and anything shaped like a JWT.
+
+    The server decodes a query's names and values before it looks for ``token`` or ``ticket``
+    (``%74oken=%65yJ...`` is a credential), so parameters are compared decoded, never as written.
+    """
+    return _JWT_SHAPE.sub(REDACTED, _QUERY_PARAMETER.sub(_redact_parameter, text))
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    name, value = match.group("name"), match.group("value")
+    decoded_name, decoded_value = unquote_plus(name).strip().lower(), unquote_plus(value)
+    if decoded_name in CREDENTIAL_NAMES or _JWT_SHAPE.search(decoded_value):
+        return f"{match.group('before')}{name}={REDACTED}"
+    return match.group(0)
 
 
 class RedactingFilter(logging.Filter):
@@ -156,6 +178,8 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
             record.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):  # logging's other form: one mapping for %(name)s
+            record.args = {key: redact_text(arg) if isinstance(arg, str) else arg for key, arg in record.args.items()}
         if isinstance(record.msg, str):
             record.msg = redact_text(record.msg)
         return True

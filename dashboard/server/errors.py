@@ -64,6 +64,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(AuthError)
     async def _auth_error(request: Request, exc: AuthError) -> JSONResponse:
         request.app.state.services.metrics.auth_failures.labels(exc.code).inc()
+        request.app.state.services.limits.auth_failed(request)  # every 401 passes here: one count per address
         return error_response(401, exc.code, exc.message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     @app.exception_handler(RequestValidationError)

@@ -7,6 +7,7 @@ reads up to the watermark it saw at connect, and live frames at or below that ar
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 
@@ -20,10 +21,11 @@ from .auth import Principal
 from .hub import CloseReason, Hub, Subscription
 from .metrics import Metrics
 from .sse import control_frame, event_frame, retry_frame
-from .stores import EventBounds, EventLog, StoreError
+from .stores import EventBounds, EventLog, StoreError, may_continue
 
 REPLAY_PAGE = 500
 AHEAD_WAIT_SECONDS = 1.0  # how long a resume point ahead of this node may take to become readable here
+log = logging.getLogger(__name__)
 STREAM_HEADERS = {"Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 
 
@@ -53,6 +55,8 @@ class TraceStreamResponse(StreamingResponse):
 
 
 def _unavailable(exc: StoreError) -> bytes:
+    """The stream's last frame when the store fails under it; logged at ERROR, so error tracking reports it."""
+    log.error("a stream ended: the trace store is unavailable: %s", exc)
     return control_frame("error", {"code": CloseReason.backend_unavailable.value,
                                    "message": f"the trace store is unavailable: {exc}"})
 
@@ -90,16 +94,19 @@ async def stream_frames(settings: Settings, events: EventLog, metrics: Metrics, 
     if resume_from is not None:
         metrics.replays.inc()
         position = resume_from
+        page_bytes = max(1, settings.stream_buffer_bytes // 2)  # replay is bounded like the live queue
         while sub.closed_reason is None and position < watermark:
             try:
-                page = await events.events_after(position, watermark, REPLAY_PAGE, sub.which)
+                page = await events.events_after(position, watermark, REPLAY_PAGE, sub.which, max_bytes=page_bytes)
             except StoreError as exc:
                 yield _unavailable(exc)
                 return
-            if page:
-                yield b"".join(event_frame(event) for event in page)
-                metrics.events_sent.inc(len(page))
-            position = page[-1].seq if len(page) == REPLAY_PAGE else watermark
+            position = page[-1].seq if may_continue(page, REPLAY_PAGE, page_bytes) else watermark
+            frames, sent = b"".join(event_frame(event) for event in page), len(page)
+            del page  # a reader that stalls on the frames below holds them alone, not the page as well
+            if sent:
+                yield frames
+                metrics.events_sent.inc(sent)
 
     last_sent = watermark
     next_ping = time.monotonic() + settings.ping_interval

@@ -19,6 +19,7 @@ from .hub import Hub
 from .jwks import SigningKeys
 from .limits import BodySizeLimit
 from .metrics import Metrics
+from .rate_limits import RateLimits
 from .routes import ops, otlp, stream, traces
 from .services import Services
 from .stores import Backend, StoreOptions, open_backend
@@ -46,11 +47,11 @@ def create_app(settings: Settings | None = None, *, backend: Backend | None = No
         await parts.open()
         metrics = Metrics()
         hub = Hub(parts.events, metrics, max_streams_per_user=settings.max_streams_per_user,
-                  queue_size=settings.stream_queue_size)
+                  max_streams=settings.max_streams, buffer_bytes=settings.stream_buffer_bytes)
         try:
             await hub.start()
             app.state.services = Services(settings, parts, hub, authenticator(settings), metrics,
-                                          TraceWriter(parts.traces, metrics))
+                                          TraceWriter(parts.traces, metrics), RateLimits.from_settings(settings, metrics))
             yield
         finally:
             await hub.stop()

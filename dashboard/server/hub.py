@@ -1,10 +1,11 @@
 """In-process fan-out: one follower of the event log per process, many streams.
 
 The audited design opened one backend subscription per browser connection. Here one task follows
-the log up to its watermark, encodes each event's frame once, and offers it to the bounded queue of
-every stream of that user whose filters match. A stream whose queue is full is closed, never
-buffered without bound and never allowed to slow the others; it resumes from its last id and loses
-nothing.
+the log up to its watermark, encodes each event's frame once, and offers it to the queue of every
+stream of that user whose filters match. A queue is bounded in bytes (``TRACES_STREAM_BUFFER_BYTES``),
+not in events: a stream whose unsent frames pass it is closed, never buffered without bound and never
+allowed to slow the others; it resumes from its last id and loses nothing. The hub reads the log in
+batches of at most half that, so a stream that keeps up is never closed by one batch.
 """
 
 from __future__ import annotations
@@ -16,20 +17,28 @@ from collections.abc import Callable
 from enum import StrEnum
 
 from ..backoff import Backoff
-from ..waits import cancel_and_wait, wait_for_event
+from ..waits import cancel_and_wait
 from .metrics import Metrics
 from .sse import event_frame
-from .stores import EventFilter, EventLog, StoredEvent, StoreError
+from .stores import EventFilter, EventLog, StoredEvent, StoreError, may_continue
 
 log = logging.getLogger(__name__)
 
-FOLLOW_BATCH = 1000  # at most; never more than half a stream's queue, so a stream that keeps up never overflows
+FOLLOW_BATCH = 1000  # events per read of the log, at most (and at most half a stream's buffer in bytes)
 POLL_SECONDS = 1.0  # notices writes made by other processes sharing the store
 
 
 class TooManyStreams(Exception):
     def __init__(self, limit: int) -> None:
         super().__init__(f"this user already has {limit} open streams, the most allowed")
+        self.limit = limit
+
+
+class ServerFull(TooManyStreams):
+    """This process holds as many streams as it may (``TRACES_MAX_STREAMS``), all users together."""
+
+    def __init__(self, limit: int) -> None:
+        Exception.__init__(self, f"this server already holds {limit} open streams, the most it takes")
         self.limit = limit
 
 
@@ -48,30 +57,34 @@ class CloseReason(StrEnum):
 
 
 class Subscription:
-    """One stream's bounded queue of (sequence id, frame) pairs, and why it closed, if it did."""
+    """One stream's queue of (sequence id, frame) pairs, bounded in bytes, and why it closed, if it did."""
 
-    def __init__(self, which: EventFilter, capacity: int) -> None:
+    def __init__(self, which: EventFilter, capacity_bytes: int) -> None:
         assert which.user_id is not None, "a stream always belongs to one user"
         self.which = which
         self.user_id: str = which.user_id
-        self.capacity = capacity
+        self.capacity_bytes = capacity_bytes
         self.closed_reason: CloseReason | None = None
         self.closed_message = ""
         self.on_slow: Callable[[], None] | None = None  # tears down a stream stuck writing to a stalled client
         self._items: deque[tuple[int, bytes]] = deque()
+        self._bytes = 0
         self._ready = asyncio.Event()
 
     def offer(self, seq: int, frame: bytes) -> bool:
-        """Queue a frame; False (and the subscription closed) when the stream has fallen too far behind."""
+        """Queue a frame; False (and the subscription closed) when the unsent frames would pass the limit.
+        A frame larger than the whole limit still goes to a stream with nothing waiting: one big trace
+        must reach a reader that keeps up."""
         if self.closed_reason is not None:
             return False
-        if len(self._items) >= self.capacity:
+        if self._items and self._bytes + len(frame) > self.capacity_bytes:
             self.close(CloseReason.slow_consumer,
-                       f"the stream fell {self.capacity} events behind; resume with Last-Event-ID")
+                       f"the stream fell more than {self.capacity_bytes} bytes behind; resume with Last-Event-ID")
             if self.on_slow is not None:
                 self.on_slow()
             return False
         self._items.append((seq, frame))
+        self._bytes += len(frame)
         self._ready.set()
         return True
 
@@ -80,28 +93,39 @@ class Subscription:
             self.closed_reason = reason
             self.closed_message = message
             self._items.clear()
+            self._bytes = 0
             self._ready.set()
 
     async def take(self, timeout: float) -> list[tuple[int, bytes]]:
         """Everything queued, waiting up to ``timeout`` seconds for something; empty on timeout or close."""
         if not self._items and self.closed_reason is None:
-            self._ready.clear()
-            if not await wait_for_event(self._ready, timeout):
+            if timeout <= 0:
                 return []
+            # Woken by offer() directly (no helper task in between): one loop pass after the hub offers a
+            # batch, a stream that keeps up has taken it, so the hub's next batch finds its queue empty.
+            self._ready.clear()
+            timer = asyncio.get_running_loop().call_later(timeout, self._ready.set)
+            try:
+                await self._ready.wait()
+            finally:
+                timer.cancel()
         items = list(self._items)
         self._items.clear()
+        self._bytes = 0
         return items
 
 
 class Hub:
     """Follows the event log up to its watermark and fans each event out to the matching streams."""
 
-    def __init__(self, events: EventLog, metrics: Metrics, *, max_streams_per_user: int, queue_size: int) -> None:
+    def __init__(self, events: EventLog, metrics: Metrics, *, max_streams_per_user: int, max_streams: int,
+                 buffer_bytes: int) -> None:
         self.events = events
         self.metrics = metrics
         self.max_streams_per_user = max_streams_per_user
-        self.queue_size = queue_size
-        self.follow_batch = max(1, min(FOLLOW_BATCH, queue_size // 2))
+        self.max_streams = max_streams
+        self.buffer_bytes = buffer_bytes
+        self.batch_bytes = max(1, buffer_bytes // 2)
         self.position = 0  # every event at or below this has been offered to the streams
         self._by_user: dict[str, set[Subscription]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -130,17 +154,20 @@ class Hub:
         self.close_all(CloseReason.server_shutdown, "the server is shutting down; reconnect in a moment")
 
     def subscribe(self, which: EventFilter) -> Subscription:
-        if self.shutting_down:
-            raise ShuttingDown()
-        sub = Subscription(which, self.queue_size)
-        subs = self._by_user.setdefault(sub.user_id, set())
-        if len(subs) >= self.max_streams_per_user:
-            if not subs:
-                del self._by_user[sub.user_id]
-            raise TooManyStreams(self.max_streams_per_user)
-        subs.add(sub)
+        self.check_room(which.user_id)
+        sub = Subscription(which, self.buffer_bytes)
+        self._by_user.setdefault(sub.user_id, set()).add(sub)
         self.metrics.open_streams.inc()
         return sub
+
+    def check_room(self, user_id: str | None) -> None:
+        """Raise what ``subscribe`` would for this user now (asked before a single-use ticket is spent)."""
+        if self.shutting_down:
+            raise ShuttingDown()
+        if len(self._by_user.get(user_id or "", ())) >= self.max_streams_per_user:
+            raise TooManyStreams(self.max_streams_per_user)
+        if self.open_streams >= self.max_streams:
+            raise ServerFull(self.max_streams)
 
     def unsubscribe(self, sub: Subscription) -> None:
         subs = self._by_user.get(sub.user_id)
@@ -171,16 +198,18 @@ class Hub:
     def _dropped(self, sub: Subscription) -> None:
         if sub.closed_reason == CloseReason.slow_consumer:
             self.metrics.slow_clients_dropped.inc()
-            log.warning("closed a stream of user %s that fell %d events behind", sub.user_id, sub.capacity)
+            log.warning("closed a stream of user %s that fell more than %d bytes behind", sub.user_id, sub.capacity_bytes)
 
     async def catch_up(self) -> None:
         """Publish everything up to the log's watermark now (never past it: a later id may commit first)."""
         watermark = (await self.events.bounds()).watermark
         while self.position < watermark:
-            events = await self.events.events_after(self.position, watermark, self.follow_batch)
+            events = await self.events.events_after(self.position, watermark, FOLLOW_BATCH, max_bytes=self.batch_bytes)
             self.publish(events)
-            full = len(events) == self.follow_batch
-            self.position = events[-1].seq if full else watermark
+            more = may_continue(events, FOLLOW_BATCH, self.batch_bytes)
+            self.position = events[-1].seq if more else watermark
+            if more:
+                await asyncio.sleep(0)  # the streams take this batch before the next is offered
 
     async def _follow(self) -> None:
         backoff = Backoff(0.5, 10.0)

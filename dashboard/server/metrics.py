@@ -24,6 +24,9 @@ class Metrics:
         self.streams_refused = Counter(
             "traces_streams_refused", "streams refused for the per-user limit", registry=self.registry
         )
+        self.rate_limited = Counter(  # reason: "writes" (a user over TRACES_WRITE_RATE) or "auth_failures" (a client)
+            "traces_rate_limited", "requests answered 429 by a rate limit", ["reason"], registry=self.registry
+        )
         self.traces_written = Counter(
             "traces_written", "traces stored or updated", ["kind"], registry=self.registry
         )

@@ -1,4 +1,5 @@
-"""Running the API under uvicorn: redacted logs, proxy headers, and a shutdown that ends streams at once.
+"""Running the API under uvicorn: redacted logs, proxy headers, bounded request headers, and a shutdown
+that ends streams at once.
 
 uvicorn waits for open responses before it exits, and an SSE response never finishes by itself, so
 Ctrl-C would hang until the next ping or the graceful timeout. On the first signal we tell the hub
@@ -16,17 +17,21 @@ from fastapi import FastAPI
 from uvicorn.config import LOGGING_CONFIG
 
 from .auth import RedactingFilter
+from .http_limits import HEADER_TIMEOUT_SECONDS, MAX_HEADER_BYTES, bounded_headers
 
 GRACEFUL_SHUTDOWN_SECONDS = 5
 
 
 def logging_config() -> dict:
-    """uvicorn's logging, with credentials taken out of every line (access lines carry query strings)."""
+    """uvicorn's logging, with credentials taken out of every line (access lines carry query strings); on
+    the loggers as well as the handlers, so a handler added to them later (an error reporter's) sees no secret."""
     config = copy.deepcopy(LOGGING_CONFIG)
     config["filters"] = {"redact": {"()": RedactingFilter}}
     for handler in config["handlers"].values():
         handler["filters"] = ["redact"]
     config["loggers"]["dashboard"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    for logger in config["loggers"].values():
+        logger["filters"] = ["redact"]
     return config
 
 
@@ -50,9 +55,11 @@ class ApiServer(uvicorn.Server):
 
 
 def build_server(app: FastAPI, host: str, port: int, *, forwarded_allow_ips: str = "127.0.0.1",
-                 log_level: str = "info", access_log: bool = True) -> ApiServer:
+                 log_level: str = "info", access_log: bool = True, max_header_bytes: int = MAX_HEADER_BYTES,
+                 header_timeout: float = HEADER_TIMEOUT_SECONDS) -> ApiServer:
     config = uvicorn.Config(
         app,
+        http=bounded_headers(max_header_bytes, header_timeout),
         host=host,
         port=port,
         log_config=logging_config(),

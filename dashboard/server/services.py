@@ -11,6 +11,7 @@ from ..config import Settings
 from .auth import Authenticator, AuthError, Principal, bearer_token
 from .hub import Hub
 from .metrics import Metrics
+from .rate_limits import RateLimits
 from .stores import Backend
 from .writes import TraceWriter
 
@@ -25,6 +26,7 @@ class Services:
     auth: Authenticator
     metrics: Metrics
     writer: TraceWriter
+    limits: RateLimits
 
 
 async def get_services(request: Request) -> Services:
@@ -33,7 +35,8 @@ async def get_services(request: Request) -> Services:
 
 
 async def current_user(request: Request) -> Principal:
-    """The caller named by ``Authorization: Bearer <jwt>``; 401 otherwise."""
+    """The caller named by ``Authorization: Bearer <jwt>``; 401 otherwise (429 for an address that keeps failing)."""
+    request.app.state.services.limits.check_client(request)
     token = bearer_token(request.headers.get("authorization"))
     if token is None:
         raise AuthError("missing_credentials",

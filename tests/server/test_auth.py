@@ -1,6 +1,7 @@
 """Tokens and tickets without a server: each way a credential fails says why."""
 
 import time
+from urllib.parse import unquote_plus
 
 import jwt
 import pytest
@@ -34,6 +35,11 @@ async def test_a_supabase_style_token_is_accepted():
          "signature"),
         ({"sub": "a", "aud": "authenticated"}, SECRET, "invalid_token", "'exp'"),
         ({"aud": "authenticated", "exp": 2**31}, SECRET, "invalid_token", "'sub'"),
+        ({"sub": "a", "aud": "authenticated", "exp": 2**31, "nbf": 2**31 - 60}, SECRET, "invalid_token",
+         "not valid yet (nbf is in the future)"),
+        ({"sub": "a", "aud": "authenticated", "exp": 2**31, "iat": 2**31 - 60}, SECRET, "invalid_token",
+         "iat is in the future"),
+        ({"sub": "a", "aud": "authenticated", "exp": 2**31, "iat": "yesterday"}, SECRET, "invalid_token", "iat"),
     ],
 )
 async def test_each_bad_token_is_refused_with_its_reason(claims, key, code, words):
@@ -41,6 +47,18 @@ async def test_each_bad_token_is_refused_with_its_reason(claims, key, code, word
         await Authenticator(SECRET).verify_token(jwt.encode(claims, key, algorithm="HS256"))
     assert caught.value.code == code
     assert words in caught.value.message
+
+
+@pytest.mark.parametrize("store", ["sqlite"])  # the answer does not depend on the store
+@pytest.mark.parametrize(("claim", "words"), [("nbf", "not valid yet"), ("iat", "iat is in the future")])
+async def test_a_token_from_the_future_is_401_saying_so(app_api, claim, words):
+    token = jwt.encode({"sub": "alice", "aud": "authenticated", "exp": 2**31, claim: 2**31 - 60}, app_api.settings.jwt_secret,
+                       algorithm="HS256")
+    async with app_api.client() as client:
+        response = await client.get("/api/analytics/traces", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert error["code"] == "invalid_token" and words in error["message"] and "well-formed" not in error["message"]
 
 
 async def test_a_malformed_token_is_refused():
@@ -89,3 +107,24 @@ def test_the_log_filter_redacts_record_arguments():
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s"', ("ip", "GET", f"/s?token={token}"), None)
     RedactingFilter().filter(record)
     assert token not in record.getMessage()
+
+
+def _percent_encoded(text: str) -> str:
+    return "".join(f"%{ord(char):02X}" for char in text)
+
+
+@pytest.mark.parametrize("spelling", [
+    "?%74oken={}", "?t%6Fken={}", "?%74oken={encoded}", "?%74icket={encoded}", "?TOKEN={}", "?%20token={encoded}",
+    "?model=x;token={encoded}", "?token=junk&token={encoded}", "?access%5Ftoken={encoded}", "?anything={encoded}",
+])
+def test_redaction_compares_query_names_and_values_decoded(spelling):
+    token = Authenticator(SECRET).issue_token("alice", 60)
+    signature = token.rsplit(".", 1)[1]
+    line = redact_text("GET /api/analytics/traces/stream" + spelling.format(token, encoded=_percent_encoded(token)) + " HTTP/1.1")
+    assert signature not in line and signature not in unquote_plus(line)
+    assert line.startswith("GET /api/analytics/traces/stream?") and line.endswith(" HTTP/1.1")
+
+
+def test_redaction_leaves_ordinary_parameters_alone():
+    line = "/api/analytics/traces?model=gpt-4o&status=error&cursor=abc%3D&limit=5"
+    assert redact_text(line) == line

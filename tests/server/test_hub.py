@@ -65,11 +65,18 @@ class FakeEventLogForTests:
         self._check()
         return EventBounds(floor=0, watermark=self.watermark)
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
         self._check()
         assert upto <= self.watermark, f"read up to {upto}, past the watermark {self.watermark}"
         found = [self.events[seq] for seq in sorted(self.events) if after < seq <= upto and which.matches(self.events[seq])]
-        return found[:limit]
+        page, size = [], 0
+        for stored in found[:limit]:  # as every store does: stop once the bodies reach max_bytes
+            page.append(stored)
+            size += len(stored.body)
+            if max_bytes is not None and size >= max_bytes:
+                break
+        return page
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         self._check()
@@ -87,6 +94,9 @@ def event(seq: int, user: str = "alice", model: str = "gpt-4o", status: str = "s
     return StoredEvent(seq, EventKind.trace, user, model, status, body)
 
 
+FRAME = len(event_frame(event(1)))  # the bytes of one of these events' frames (ids up to 9 frame alike)
+
+
 async def queued(sub: Subscription) -> list[int]:
     """The ids waiting in a stream's queue now, without waiting for more."""
     return [seq for seq, _ in await sub.take(0)]
@@ -98,6 +108,7 @@ async def receive(sub: Subscription, count: int, timeout: float = 5) -> list[int
     async with asyncio.timeout(timeout):
         while len(got) < count:
             got += [seq for seq, _ in await sub.take(timeout)]
+            assert sub.closed_reason is None, f"the stream was closed ({sub.closed_message}) after {got}"
     return got
 
 
@@ -113,7 +124,7 @@ def metrics() -> Metrics:
 
 @pytest.fixture
 async def hub(log, metrics):
-    hub = Hub(log, metrics, max_streams_per_user=3, queue_size=100)
+    hub = Hub(log, metrics, max_streams_per_user=3, max_streams=100, buffer_bytes=100 * FRAME)
     yield hub
     await hub.stop()
 
@@ -141,12 +152,13 @@ async def test_an_event_above_the_watermark_is_held_until_the_ids_below_it_commi
 
 
 async def test_a_backlog_longer_than_one_batch_arrives_whole_and_in_order(log, metrics):
-    hub = Hub(log, metrics, max_streams_per_user=3, queue_size=10)
-    assert hub.follow_batch == 5
+    hub = Hub(log, metrics, max_streams_per_user=3, max_streams=100, buffer_bytes=40 * FRAME)
     sub = hub.subscribe(ALICE)
-    log.commit(*(event(seq) for seq in range(1, 9)))
+    reader = asyncio.create_task(receive(sub, 99))  # a stream that keeps up, taking whatever is queued
+    log.commit(*(event(seq) for seq in range(1, 100)))  # five batches of half the buffer each
     await hub.catch_up()
-    assert await queued(sub) == list(range(1, 9))
+    assert await reader == list(range(1, 100))
+    assert sub.closed_reason is None
 
 
 async def test_the_follower_delivers_new_events_as_the_watermark_moves(hub, log):
@@ -198,8 +210,8 @@ async def test_a_frame_is_built_once_and_the_same_bytes_go_to_every_matching_str
 
 # Slow streams.
 
-async def test_a_stream_whose_queue_is_full_is_closed_and_the_others_carry_on(log, metrics):
-    hub = Hub(log, metrics, max_streams_per_user=3, queue_size=4)
+async def test_a_stream_whose_unsent_frames_pass_its_buffer_is_closed_and_the_others_carry_on(log, metrics):
+    hub = Hub(log, metrics, max_streams_per_user=3, max_streams=100, buffer_bytes=4 * FRAME)
     slow, fast = hub.subscribe(ALICE), hub.subscribe(ALICE)
     slowed: list[bool] = []
     slow.on_slow = lambda: slowed.append(True)
@@ -209,7 +221,7 @@ async def test_a_stream_whose_queue_is_full_is_closed_and_the_others_carry_on(lo
     log.commit(event(5))
     await hub.catch_up()
     assert slow.closed_reason == CloseReason.slow_consumer
-    assert "Last-Event-ID" in slow.closed_message
+    assert "bytes behind" in slow.closed_message and "Last-Event-ID" in slow.closed_message
     assert slowed == [True]
     assert metric(metrics, "traces_slow_clients_dropped_total") == 1
     assert await slow.take(5) == []  # closed: returns at once, its backlog dropped
@@ -218,7 +230,7 @@ async def test_a_stream_whose_queue_is_full_is_closed_and_the_others_carry_on(lo
 
 
 async def test_a_slow_stream_is_counted_once_even_when_more_events_follow(log, metrics):
-    hub = Hub(log, metrics, max_streams_per_user=3, queue_size=4)
+    hub = Hub(log, metrics, max_streams_per_user=3, max_streams=100, buffer_bytes=4 * FRAME)
     slow = hub.subscribe(ALICE)
     log.commit(*(event(seq) for seq in range(1, 10)))
     await hub.catch_up()

@@ -146,11 +146,14 @@ def stalled_reader(port: int, token: str) -> socket.socket:
 
 
 @SQLITE
-async def test_a_stalled_reader_behind_nginx_is_still_dropped_by_the_api(api, proxy, client):
+async def test_a_stalled_reader_behind_nginx_is_still_dropped_by_the_api(make_api, make_proxy):
     """Unbuffered, nginx holds a few KB for a reader that stopped, so the API sees it stall and drops it
     (it resumes later with nothing lost). A buffering proxy would spool up to 1 GB per stream to disk."""
+    api = make_api(ping_interval=0.5, write_rate=1_000_000)  # thousands of traces a second, far past the default
+    proxy = make_proxy(api.url)
     alice = api.headers("alice")
     stalled = stalled_reader(proxy.http_port, api.token("alice"))
+    client = httpx.AsyncClient(base_url=proxy.url, timeout=httpx.Timeout(10, read=10))
     try:
         await wait_until(lambda: api.services.hub.open_streams == 1)
         batch = {"traces": [{"input": "x" * 2000}] * 1000}  # 2 MB a request
@@ -163,6 +166,7 @@ async def test_a_stalled_reader_behind_nginx_is_still_dropped_by_the_api(api, pr
         await wait_until(lambda: api.services.hub.open_streams == 0)
     finally:
         stalled.close()
+        await client.aclose()
     print(f"a stalled reader behind nginx was dropped after {written} traces ({written * 2 / 1000:g} MB)")
 
 

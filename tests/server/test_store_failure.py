@@ -53,9 +53,10 @@ class SwitchableEventLog:
         self._check()
         return await self.real.bounds()
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
         self._check()
-        return await self.real.events_after(after, upto, limit, which)
+        return await self.real.events_after(after, upto, limit, which, max_bytes)
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         self._check()

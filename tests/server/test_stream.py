@@ -164,6 +164,36 @@ async def test_too_many_streams_is_429_with_retry_after(make_api):
                 await bobs.next("subscribed")
 
 
+async def test_a_server_holding_its_most_streams_answers_429_to_any_user_until_one_leaves(make_api):
+    api = make_api(max_streams=2)
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        async with open_stream(client, headers=api.headers("alice")) as one:
+            await one.next("subscribed")
+            async with open_stream(client, headers=api.headers("bob")) as two:
+                await two.next("subscribed")
+                refused = await client.get(STREAM, headers=api.headers("carol"))
+                assert refused.status_code == 429
+                assert int(refused.headers["retry-after"]) > 0
+                assert refused.json()["error"]["code"] == "server_full"
+            await wait_until(lambda: api.services.hub.open_streams == 1)
+            async with open_stream(client, headers=api.headers("carol")) as three:  # room again
+                await three.next("subscribed")
+
+
+async def test_a_ticket_refused_for_want_of_room_is_not_spent(make_api):
+    api = make_api(max_streams_per_user=1)
+    alice = api.headers("alice")
+    async with httpx.AsyncClient(base_url=api.url) as client:
+        ticket = (await client.post(STREAM + "/ticket", headers=alice)).json()["ticket"]
+        async with open_stream(client, headers=alice) as held:
+            await held.next("subscribed")
+            refused = await client.get(STREAM, params={"ticket": ticket})
+            assert refused.status_code == 429
+        await wait_until(lambda: api.services.hub.open_streams == 0)
+        async with open_stream(client, params={"ticket": ticket}) as stream:  # the same ticket, once there is room
+            await stream.next("subscribed")
+
+
 async def test_disconnecting_frees_the_stream_and_leaves_no_task(api, client):
     baseline = api.server_tasks()
     for _ in range(3):

@@ -47,7 +47,7 @@ async def test_200_concurrent_streams_each_get_every_event_of_their_user_in_orde
 
 
 async def test_a_burst_of_10000_events_loses_nothing(make_api):
-    api = make_api(ping_interval=30)
+    api = make_api(ping_interval=30, write_rate=10_000)  # the whole burst at once: 5x the default write burst
     alice = api.headers("alice")
     async with httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(60)) as client:
         ready = [asyncio.Event(), asyncio.Event()]
@@ -70,7 +70,8 @@ def stalled_reader(port: int, token: str) -> socket.socket:
 
 
 async def test_a_stalled_reader_is_dropped_while_the_others_keep_pace(make_api):
-    api = make_api(ping_interval=30, stream_queue_size=400, max_streams_per_user=5)
+    api = make_api(ping_interval=30, stream_buffer_bytes=256 * 1024, max_streams_per_user=5,
+                   write_rate=100_000)  # ~1,800 traces in under half a second: near the default burst
     alice = api.headers("alice")
     async with httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(60)) as client:
         async with open_stream(client, headers=alice) as healthy:
@@ -93,3 +94,34 @@ async def test_a_stalled_reader_is_dropped_while_the_others_keep_pace(make_api):
                 assert trace["id"] == "after-the-drop"
             finally:
                 stalled.close()
+
+
+async def test_a_stalled_reader_is_dropped_by_bytes_however_few_events_and_resumes_losing_nothing(make_api):
+    """The probe's case: one socket stops reading while its user writes large traces. Bounded in events,
+    the server grew by hundreds of MB; bounded in bytes, the stream is dropped after a few traces."""
+    api = make_api(ping_interval=30, stream_buffer_bytes=1024 * 1024, max_body_bytes=2 * 1024 * 1024)
+    alice = api.headers("alice")
+    large = "x" * (1024 * 1024 - 2048)  # a trace of about 1 MB
+    written = 0
+    async with httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(60)) as client:
+        async with open_stream(client, headers=alice) as healthy:
+            await healthy.next("subscribed")
+            stalled = stalled_reader(api.port, api.token("alice"))
+            try:
+                await wait_until(lambda: api.services.hub.open_streams == 2)
+                while api.metric("traces_slow_clients_dropped_total") == 0:
+                    assert written < 40, "the stalled reader still held after 40 MB"
+                    response = await client.post("/api/traces", headers=alice, json={"id": f"large-{written}", "input": large})
+                    assert response.status_code == 201
+                    written += 1
+                    [(seq, _, _)] = await healthy.traces(1, timeout=20)  # the healthy reader keeps pace
+                    assert seq == written
+                await wait_until(lambda: api.services.hub.open_streams == 1)
+            finally:
+                stalled.close()
+        # The dropped client read nothing; resuming from the start, it gets every trace, once, in order.
+        async with open_stream(client, headers={**alice, "Last-Event-ID": "0"}) as resumed:
+            got = await resumed.traces(written, timeout=30)
+    assert [seq for seq, _, _ in got] == list(range(1, written + 1))
+    assert [trace["id"] for _, _, trace in got] == [f"large-{i}" for i in range(written)]
+    assert written <= 12  # dropped after about its buffer plus what the sockets hold, not thousands of events

@@ -98,10 +98,17 @@ async def test_create_returns_whole_records_owned_by_the_caller(writer: TraceWri
 
 
 async def test_create_with_a_taken_id_stores_none_of_the_batch(writer: TraceWriter, backend: Backend):
-    await writer.create("bob", [TraceCreate(id="taken")])
+    await writer.create("alice", [TraceCreate(id="taken")])
     with pytest.raises(DuplicateTraceError):
         await writer.create("alice", [TraceCreate(id="fresh"), TraceCreate(id="taken")])
     assert await backend.traces.get_trace("alice", "fresh") is None
+
+
+async def test_an_id_another_user_has_is_free_for_each_user(writer: TraceWriter, backend: Backend):
+    [bobs] = await writer.create("bob", [TraceCreate(id="taken", name="bob's")])
+    [alices] = await writer.create("alice", [TraceCreate(id="taken", name="alice's")])
+    assert await backend.traces.get_trace("bob", "taken") == bobs
+    assert await backend.traces.get_trace("alice", "taken") == alices
 
 
 # update
@@ -210,12 +217,9 @@ async def test_upsert_of_the_users_existing_id_updates_it_with_the_fields_sent(w
     assert [trace.id for trace in page.traces] == ["span-1"]
 
 
-async def test_upsert_of_another_users_id_is_refused_and_changes_nothing(writer: TraceWriter, backend: Backend):
+async def test_upsert_of_an_id_another_user_has_makes_the_users_own_trace_and_leaves_theirs(writer: TraceWriter,
+                                                                                             backend: Backend):
     [bobs] = await writer.create("bob", [TraceCreate(id="span-1", name="bob's")])
-    before = await watermark(backend)
-    with pytest.raises(DuplicateTraceError) as refused:
-        await writer.upsert("alice", TraceCreate(id="span-1", name="alice's"))
-    assert refused.value.trace_id == "span-1"
+    alices = await writer.upsert("alice", TraceCreate(id="span-1", name="alice's"))
+    assert alices["user_id"] == "alice" and alices["name"] == "alice's"
     assert await backend.traces.get_trace("bob", "span-1") == bobs
-    assert await backend.traces.get_trace("alice", "span-1") is None
-    assert await events_since(backend, before) == []

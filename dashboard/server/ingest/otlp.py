@@ -21,6 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from ..json_body import JsonError, load_json
+
 ID_BYTES = {"traceId": 16, "trace_id": 16, "spanId": 8, "span_id": 8, "parentSpanId": 8, "parent_span_id": 8}
 
 
@@ -67,8 +69,8 @@ def decode_request(body: bytes, encoding: Encoding) -> ExportTraceServiceRequest
         except DecodeError as exc:
             raise OtlpError(f"the body is not an OTLP protobuf ExportTraceServiceRequest: {exc}") from None
     try:
-        document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        document = load_json(body)
+    except JsonError as exc:
         raise OtlpError(f"the body is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise OtlpError("an OTLP/JSON body is an object with resourceSpans")

@@ -10,7 +10,6 @@ when the parent came in the same export. Other spans are not stored.
 from __future__ import annotations
 
 import base64
-import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from pydantic import ValidationError
 
 from ...schema import MAX_NAME_CHARS, TraceCreate, TraceStatus
+from ..json_body import JsonError, load_json
 
 SPAN_NAMESPACE = uuid.UUID("5f6b7c2e-7a43-5d3c-9a55-0c1e8b1f3a21")  # ours: ids of traces made from spans
 Attributes = dict[str, Any]
@@ -226,8 +226,8 @@ def _json(value: Any) -> Any:
     """JSON text as the value it holds; other text as it is; anything else as text (a payload is one of those)."""
     if isinstance(value, str) and value[:1] in ("[", "{"):
         try:
-            return json.loads(value)
-        except json.JSONDecodeError:
+            return load_json(value)
+        except JsonError:  # also JSON too deep or with too long a number to read: kept as the text it is
             return value
     return value if isinstance(value, str | list | dict) or value is None else str(value)
 

@@ -32,7 +32,7 @@ ANSWER = {200: {"content": {Encoding.protobuf.value: {}, Encoding.json.value: {}
 
 
 @router.post(OTLP_PATH, response_class=Response, openapi_extra=BODY,
-             responses=ANSWER | {code: {"model": ErrorResponse} for code in (400, 401, 413)},
+             responses=ANSWER | {code: {"model": ErrorResponse} for code in (400, 401, 413, 429)},
              summary="OTLP/HTTP trace export: the LLM spans in it become your traces")
 async def export_traces(request: Request, user: UserDep, services: ServicesDep) -> Response:
     try:
@@ -42,6 +42,7 @@ async def export_traces(request: Request, user: UserDep, services: ServicesDep) 
     except OtlpError as exc:
         raise ApiError(400, "invalid_otlp", str(exc)) from None
     result = llm_traces(export)
+    services.limits.charge_writes(user.user_id, len(result.traces))  # the LLM spans it would store; others are free
     if not await store_new_spans(services, user.user_id, result.traces):
         for trace in result.traces:
             try:

@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 
-from ...schema import STREAM_EVENTS, STREAM_PATH, ErrorResponse, StreamTicket, TraceStatus
+from ...schema import STREAM_EVENTS, STREAM_PATH, ErrorResponse, ShortText, StreamTicket, TraceStatus
 from ..auth import AuthError, Principal, bearer_token
 from ..errors import ApiError
 from ..event_stream import TraceStreamResponse, stream_frames
-from ..hub import ShuttingDown, TooManyStreams
+from ..hub import ServerFull, ShuttingDown, TooManyStreams
 from ..services import Services, ServicesDep, UserDep
-from ..stores import EventFilter
+from ..stores import MAX_SEQ, EventFilter, parse_seq
 
 router = APIRouter()
 
@@ -24,27 +24,46 @@ RETRY_AFTER_SECONDS = 5
 
 
 async def stream_principal(request: Request, services: Services, ticket: str | None, token: str | None) -> Principal:
-    """Header first, then a single-use ticket, then ``?token=`` (for compatibility)."""
+    """Header first, then a single-use ticket, then ``?token=`` (for compatibility). A ticket is spent
+    only once the stream is sure to open: one refused with 429 can be used again when there is room."""
+    services.limits.check_client(request)
     header_token = bearer_token(request.headers.get("authorization"))
     if header_token is not None:
-        return await services.auth.verify_token(header_token)
+        return room_for(services, await services.auth.verify_token(header_token))
     if ticket:
         principal, ticket_id = services.auth.verify_ticket(ticket)
+        room_for(services, principal)
         if not await services.backend.tickets.spend_ticket(ticket_id, principal.expires_at):
             raise AuthError("ticket_reused", "this ticket was already used; get a new one for each connection")
         return principal
     if token:
-        return await services.auth.verify_token(token)
+        return room_for(services, await services.auth.verify_token(token))
     raise AuthError("missing_credentials", "send 'Authorization: Bearer <token>', or ?ticket= from "
                     "POST /api/analytics/traces/stream/ticket")
+
+
+def room_for(services: Services, principal: Principal) -> Principal:
+    """The principal, if this server can take another stream of theirs; else the 429 (or 503) to answer."""
+    try:
+        services.hub.check_room(principal.user_id)
+    except TooManyStreams as exc:
+        services.metrics.streams_refused.inc()
+        code = "server_full" if isinstance(exc, ServerFull) else "too_many_streams"
+        advice = "retry later" if isinstance(exc, ServerFull) else "close one or retry later"
+        raise ApiError(429, code, f"{exc}; {advice}", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
+    except ShuttingDown as exc:
+        raise ApiError(503, "shutting_down", str(exc), headers={"Retry-After": "1"}) from None
+    return principal
 
 
 def resume_point(header: str | None, query: int | None) -> int | None:
     """``Last-Event-ID`` (set by a reconnecting client) wins over ``?last_event_id`` (a first connect)."""
     if header is not None and header.strip() != "":
-        if not header.strip().isdigit():
-            raise ApiError(422, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
-        return int(header.strip())
+        position = parse_seq(header.strip())
+        if position is None:
+            raise ApiError(422, "invalid_last_event_id",
+                           f"Last-Event-ID must be a stream position: an integer from 0 to {MAX_SEQ}")
+        return position
     return query
 
 
@@ -56,7 +75,8 @@ def _stream_docs() -> str:
         "Credentials, in order of preference: `Authorization: Bearer <jwt>`; `?ticket=` from "
         "`POST /api/analytics/traces/stream/ticket` (for a browser's `EventSource`); `?token=<jwt>` "
         "(compatibility; redacted from logs). Resume with `Last-Event-ID`, or `?last_event_id=N` from a "
-        "snapshot's `last_event_id`. Too many open streams: 429 with `Retry-After`."
+        "snapshot's `last_event_id`. Too many open streams, yours or the server's: 429 with `Retry-After` (a "
+        "ticket refused so is not spent)."
     )
 
 
@@ -67,7 +87,9 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
     }}}},
     401: {"model": ErrorResponse, "description": "Missing, invalid, expired or reused credentials."},
     422: {"model": ErrorResponse, "description": "An unknown status filter or a malformed Last-Event-ID."},
-    429: {"model": ErrorResponse, "description": "Too many open streams for this user; see Retry-After."},
+    429: {"model": ErrorResponse, "description": "Too many open streams for this user (`too_many_streams`) or on "
+          "this server (`server_full`), or too many failed authentications from this address "
+          "(`too_many_auth_failures`); see Retry-After."},
 }
 
 
@@ -76,24 +98,19 @@ STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
 async def trace_stream(
     request: Request,
     services: ServicesDep,
-    model: Annotated[str | None, Query(max_length=512, description="only traces of this model")] = None,
+    model: Annotated[ShortText | None, Query(description="only traces of this model")] = None,
     status: Annotated[TraceStatus | None, Query(description="only traces in this status")] = None,
-    last_event_id: Annotated[int | None, Query(ge=0, description="resume after this position (first connect)")] = None,
+    last_event_id: Annotated[int | None, Query(ge=0, le=MAX_SEQ,
+                                               description="resume after this position (first connect)")] = None,
     ticket: Annotated[str | None, Query(description="single-use ticket")] = None,
     token: Annotated[str | None, Query(description="a JWT, for compatibility; prefer the header or a ticket")] = None,
     last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> TraceStreamResponse:
+    resume_from = resume_point(last_event_id_header, last_event_id)  # before a ticket is spent on a bad request
     principal = await stream_principal(request, services, ticket, token)
-    resume_from = resume_point(last_event_id_header, last_event_id)
     which = EventFilter(user_id=principal.user_id, model=model, status=status.value if status else None)
-    try:
-        sub = services.hub.subscribe(which)
-    except TooManyStreams as exc:
-        services.metrics.streams_refused.inc()
-        raise ApiError(429, "too_many_streams", f"{exc}; close one or retry later",
-                       headers={"Retry-After": str(RETRY_AFTER_SECONDS)}) from None
-    except ShuttingDown as exc:
-        raise ApiError(503, "shutting_down", str(exc), headers={"Retry-After": "1"}) from None
+    room_for(services, principal)  # checked again: others may have taken the room while the ticket was spent
+    sub = services.hub.subscribe(which)
     frames = stream_frames(services.settings, services.backend.events, services.metrics, sub, principal, resume_from)
     return TraceStreamResponse(frames, services.hub, sub)
 

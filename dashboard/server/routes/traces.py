@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -14,22 +12,25 @@ from ...schema import (
     TRACES_PATH,
     WRITE_PATH,
     ErrorResponse,
+    ShortText,
     Trace,
     TraceBatchResult,
     TraceCreate,
     TracePage,
     TracePatch,
     TraceStatus,
+    UtcMoment,
     utc_iso,
 )
 from ..errors import ApiError, describe_validation
 from ..ingest.spans import trace_id_of_span
+from ..json_body import JsonBeyondLimits, JsonError, load_json
 from ..services import ServicesDep, UserDep
 from ..stores import TraceQuery
 
 router = APIRouter()
 OTEL_IDS = re.compile(r"([0-9a-fA-F]{32})[-:]?([0-9a-fA-F]{16})")
-ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422)}
+ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 
 async def read_json(request: Request) -> Any:
@@ -37,8 +38,10 @@ async def read_json(request: Request) -> Any:
     if not raw.strip():
         raise ApiError(400, "empty_body", "the request needs a JSON body")
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return load_json(raw)
+    except JsonBeyondLimits as exc:
+        raise ApiError(422, "invalid_request", f"the request body cannot be stored: {exc}") from None
+    except JsonError as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
 
 
@@ -50,6 +53,16 @@ def validate(model: type[TraceCreate] | type[TracePatch], value: Any, prefix: st
     except ValidationError as exc:
         summary, details = describe_validation(exc.errors(), prefix)
         raise ApiError(422, "invalid_request", summary, details=details) from None
+
+
+def no_trace(trace_id: str) -> ApiError:
+    return ApiError(404, "not_found", f"no trace {trace_id!r}")
+
+
+def check_storable_id(trace_id: str) -> None:
+    """An id with NUL names no trace on any store (PostgreSQL cannot even be asked for one)."""
+    if "\x00" in trace_id:
+        raise no_trace(trace_id)
 
 
 def check_owner(claimed: str | None, user_id: str) -> None:
@@ -83,6 +96,7 @@ async def create_traces(request: Request, user: UserDep, services: ServicesDep) 
     limit = services.settings.max_batch_traces
     if len(items) > limit:
         raise ApiError(413, "batch_too_large", f"a batch holds at most {limit} traces; this one has {len(items)}")
+    services.limits.charge_writes(user.user_id, len(items))
     sent = []
     for index, item in enumerate(items):
         trace = validate(TraceCreate, item, f"traces[{index}]." if batch else "")
@@ -97,13 +111,15 @@ async def create_traces(request: Request, user: UserDep, services: ServicesDep) 
                   "schema": {"$ref": "#/components/schemas/TracePatch"}}}}},
               summary="Change some fields of your trace; null clears a field")
 async def update_trace(trace_id: str, request: Request, user: UserDep, services: ServicesDep) -> Any:
+    check_storable_id(trace_id)
+    services.limits.charge_writes(user.user_id, 1)
     patch = validate(TracePatch, await read_json(request))
     check_owner(patch.user_id, user.user_id)
     if not patch.model_fields_set - {"user_id"}:
         raise ApiError(422, "empty_patch", "the patch changes nothing: send at least one field")
     updated = await services.writer.update(user.user_id, trace_id, patch)
     if updated is None:
-        raise ApiError(404, "not_found", f"no trace {trace_id!r}")
+        raise no_trace(trace_id)
     return updated
 
 
@@ -114,10 +130,10 @@ async def list_traces(
     services: ServicesDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor from the previous page")] = None,
-    model: Annotated[str | None, Query(max_length=512)] = None,
+    model: Annotated[ShortText | None, Query()] = None,
     status: TraceStatus | None = None,
-    since: Annotated[datetime | None, Query(description="only traces created at or after this time")] = None,
-    until: Annotated[datetime | None, Query(description="only traces created before this time")] = None,
+    since: Annotated[UtcMoment | None, Query(description="only traces created at or after this time")] = None,
+    until: Annotated[UtcMoment | None, Query(description="only traces created before this time")] = None,
 ) -> Any:
     """Load this, then open the stream with ``?last_event_id=<last_event_id>``: nothing missed, nothing twice."""
     return await services.backend.traces.list_traces(user.user_id, TraceQuery(
@@ -133,9 +149,10 @@ async def list_traces(
 @router.get(TRACES_PATH + "/{trace_id}", response_model=Trace, responses=ERRORS,
             summary="One of your traces; for a span sent to /v1/traces, also by its OTel ids: <trace id>-<span id> in hex")
 async def get_trace(trace_id: str, user: UserDep, services: ServicesDep) -> Any:
+    check_storable_id(trace_id)
     trace = await services.backend.traces.get_trace(user.user_id, trace_id)
     if trace is None and (span := OTEL_IDS.fullmatch(trace_id)):
         trace = await services.backend.traces.get_trace(user.user_id, trace_id_of_span(span[1], span[2]))
     if trace is None:  # another user's trace answers exactly as a missing one
-        raise ApiError(404, "not_found", f"no trace {trace_id!r}")
+        raise no_trace(trace_id)
     return trace

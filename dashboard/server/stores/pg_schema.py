@@ -179,6 +179,53 @@ LANGUAGE sql AS $$
     DELETE FROM traces_spent_tickets WHERE expires_at < extract(epoch FROM now());
 $$;
 """),
+    (4, "events read in pages bounded in bytes as well as in count, over a connection or PostgREST", """
+-- The events after after_seq up to upto_seq (one user's, model's, status's when given), in order: at most
+-- max_events, and no more once the bodies reach max_bytes (counted in characters, as the API counts them;
+-- the event that crosses it included, so a page always holds at least one). A reader of large traces
+-- never holds more than one such page.
+CREATE OR REPLACE FUNCTION traces_events_after(after_seq bigint, upto_seq bigint, max_events integer,
+        max_bytes bigint, for_user text DEFAULT NULL, for_model text DEFAULT NULL, for_status text DEFAULT NULL)
+RETURNS TABLE (seq bigint, kind text, user_id text, model text, status text, body text)
+LANGUAGE sql STABLE AS $$
+    SELECT page.seq, page.kind, page.user_id, page.model, page.status, page.body FROM (
+        SELECT rows.*, sum(char_length(rows.body)) OVER (ORDER BY rows.seq) AS running FROM (
+            SELECT o.seq, o.kind, o.user_id, o.model, o.status, o.body::text AS body
+              FROM traces_outbox o
+             WHERE o.seq > after_seq AND o.seq <= upto_seq
+               AND (for_user IS NULL OR o.user_id = for_user)
+               AND (for_model IS NULL OR o.model = for_model)
+               AND (for_status IS NULL OR o.status = for_status)
+             ORDER BY o.seq LIMIT max_events) rows
+    ) page
+     WHERE page.running - char_length(page.body) < max_bytes
+     ORDER BY page.seq
+$$;
+"""),
+    (5, "trace ids are unique per user: nobody learns of, or is blocked by, another user's ids", """
+-- The table this API created keyed traces by id alone. Its key becomes (user_id, id). A table that was
+-- adopted keeps its own key (a Supabase project's uuid ids, perhaps referenced by other tables): its
+-- owner may make the same change.
+DO $$
+DECLARE
+    key_name text;
+    key_columns text[];
+BEGIN
+    SELECT c.conname, array_agg(a.attname::text ORDER BY k.ord) INTO key_name, key_columns
+      FROM pg_constraint c
+      CROSS JOIN LATERAL unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord)
+      JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.attnum
+     WHERE c.conrelid = 'llm_traces'::regclass AND c.contype = 'p'
+     GROUP BY c.conname;
+    IF key_columns = ARRAY['id']
+       AND (SELECT atttypid = 'text'::regtype FROM pg_attribute
+             WHERE attrelid = 'llm_traces'::regclass AND attname = 'id')
+       AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE confrelid = 'llm_traces'::regclass) THEN
+        EXECUTE format('ALTER TABLE llm_traces DROP CONSTRAINT %I', key_name);
+        ALTER TABLE llm_traces ADD PRIMARY KEY (user_id, id);
+    END IF;
+END $$;
+"""),
 ]
 
 

@@ -22,7 +22,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
-from ...schema import EventKind, Trace, TracePage
+from ...schema import EventKind, Trace, TracePage, utc_iso
 from ...waits import being_cancelled
 from .pg_follower import outbox_follower
 from .pg_schema import LOCK_NAMESPACE, MIGRATION_LOCK, MIGRATIONS, MIGRATIONS_TABLE
@@ -43,6 +43,7 @@ from .protocol import (
 
 T = TypeVar("T")
 IDLE_CHECK_SECONDS = 2.0
+MAX_PAGE_CHARS = 2**62  # no byte budget: the page is bounded by count alone
 TROUBLE_CHECK_SECONDS = 30.0
 COLUMNS = ("id", "user_id", "name", "model", "provider", "status", "started_at", "ended_at", "latency_ms", "input_tokens",
            "output_tokens", "total_tokens", "cost_usd", "input", "output", "error", "metadata", "created_at", "updated_at")
@@ -246,18 +247,12 @@ class PostgresStore:
     async def _newest(self) -> int:
         return (await self.bounds()).watermark
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
-        clauses, params = [sql.SQL("seq > %s"), sql.SQL("seq <= %s")], [after, upto]
-        for column, value in (("user_id", which.user_id), ("model", which.model), ("status", which.status)):
-            if value is not None:
-                clauses.append(sql.SQL("{} = %s").format(sql.Identifier(column)))
-                params.append(value)
-        statement = sql.SQL("SELECT seq, kind, user_id, model, status, body::text FROM traces_outbox WHERE {} "
-                            "ORDER BY seq LIMIT %s").format(sql.SQL(" AND ").join(clauses))
-
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
         async def work(conn: psycopg.AsyncConnection) -> list[StoredEvent]:
             async with conn.cursor(row_factory=tuple_row) as cur:
-                await cur.execute(statement, [*params, limit])
+                await cur.execute("SELECT * FROM traces_events_after(%s, %s, %s, %s, %s, %s, %s)",
+                                  (after, upto, limit, max_bytes or MAX_PAGE_CHARS, which.user_id, which.model, which.status))
                 rows = await cur.fetchall()
             return [StoredEvent(seq, EventKind(kind), user, model, status, body) for seq, kind, user, model, status, body in rows]
 
@@ -283,9 +278,12 @@ def _values(record: Record) -> list[Any]:
 
 
 def duplicate_id(detail: str, records: list[Record]) -> str:
-    """Which of ``records`` PostgreSQL's "Key (id)=(...) already exists." names."""
+    """Which of ``records`` PostgreSQL's "Key (id)=(x) already exists." (or "Key (user_id, id)=(u, x)")
+    names: the key's last value is the id (ids hold no comma or parenthesis)."""
+    _, _, values = detail.partition("=(")
+    named = values.rsplit(")", 1)[0].split(", ")[-1]
     for record in records:
-        if f"=({record['id']})" in detail:
+        if record["id"] == named:
             return record["id"]
     return records[0]["id"]
 
@@ -295,12 +293,15 @@ def make_cursor(created_at: str, trace_id: str) -> str:
 
 
 def read_cursor(cursor: str) -> tuple[str, str]:
+    """The (created_at, id) a cursor holds, as PostgreSQL reads them: the time rewritten the way
+    ``make_cursor`` wrote it (any other ISO form, or a year outside 1-9999 in UTC, would fail there)
+    and no NUL in the id (no text column holds one)."""
     try:
         created_at, trace_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not (isinstance(created_at, str) and isinstance(trace_id, str)):
+        if not (isinstance(created_at, str) and isinstance(trace_id, str)) or "\x00" in trace_id:
             raise ValueError
-        datetime.fromisoformat(created_at.replace("Z", "+00:00"))  # a time, or PostgreSQL would fail on it
-    except (ValueError, TypeError):
+        created_at = utc_iso(datetime.fromisoformat(created_at.replace("Z", "+00:00")))
+    except (ValueError, TypeError, OverflowError):
         raise InvalidCursor("cursor must be a next_cursor value from a previous page") from None
     return created_at, trace_id
 

@@ -19,6 +19,15 @@ from typing import Any, Protocol
 from ...schema import EventKind, TracePage
 
 Record = dict[str, Any]  # a whole trace, as stored and sent (the fields of schema.Trace)
+MAX_SEQ = 2**63 - 1  # event ids (and SQLite's row seq) are 64-bit signed integers on every store
+
+
+def parse_seq(text: str) -> int | None:
+    """A sequence number a client sent back, or None: ASCII digits only (``str.isdigit`` also passes
+    ``²``, which ``int`` refuses), and short enough to reach no store as a 64-bit overflow."""
+    if text.isascii() and text.isdigit() and len(text) <= len(str(MAX_SEQ)) and int(text) <= MAX_SEQ:
+        return int(text)
+    return None
 
 
 class StoreError(Exception):
@@ -108,11 +117,20 @@ class TraceStore(Protocol):
 class EventLog(Protocol):
     async def bounds(self) -> EventBounds: ...
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
-        """Events with ``after < seq <= upto`` (``upto`` at most the watermark) matching ``which``, in order."""
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
+        """Events with ``after < seq <= upto`` (``upto`` at most the watermark) matching ``which``, in order:
+        at most ``limit``, and none after the one whose body brings the page to ``max_bytes`` (so a page
+        holds at least one event; ``may_continue`` says whether a page may have stopped short). Bodies are
+        measured in characters (``len(body)``: bytes for ASCII), the same way by every store and caller."""
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         """Return once the watermark may have passed ``after``, or after ``timeout`` seconds."""
+
+
+def may_continue(page: list[StoredEvent], limit: int, max_bytes: int | None) -> bool:
+    """Whether ``events_after`` may have stopped before ``upto``: the page is full by count or by bytes."""
+    return len(page) >= limit or (max_bytes is not None and sum(len(event.body) for event in page) >= max_bytes)
 
 
 class TicketLedger(Protocol):

@@ -31,21 +31,24 @@ from .protocol import (
     StoreError,
     StoreOptions,
     TraceQuery,
+    parse_seq,
 )
 
 T = TypeVar("T")
 PRUNE_EVERY_EVENTS = 1000
 URL_PREFIX = "sqlite:///"
+SCHEMA_VERSION = 1  # 1: trace ids unique per user, not across users
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS traces (
     seq        INTEGER PRIMARY KEY AUTOINCREMENT,
-    id         TEXT NOT NULL UNIQUE,
+    id         TEXT NOT NULL,
     user_id    TEXT NOT NULL,
     model      TEXT,
     status     TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    body       TEXT NOT NULL
+    body       TEXT NOT NULL,
+    UNIQUE (user_id, id)  -- each user's ids are their own: nobody learns of, or is blocked by, another's
 );
 CREATE INDEX IF NOT EXISTS traces_by_user ON traces (user_id, seq);
 CREATE TABLE IF NOT EXISTS events (
@@ -128,8 +131,9 @@ class SQLiteStore:
     async def bounds(self) -> EventBounds:
         return await self._run(self._bounds)
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
-        return await self._run(self._events, after, upto, limit, which)
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
+        return await self._run(self._events, after, upto, limit, which, max_bytes)
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         # Writes through this process wake us at once; the timeout notices writers in other processes.
@@ -156,7 +160,9 @@ class SQLiteStore:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA busy_timeout=5000")
+        _upgrade(db)
         db.executescript(SCHEMA)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self._db = db
         self._last_written = self._head()
         self._last_pruned = self._last_written
@@ -221,8 +227,8 @@ class SQLiteStore:
             if row is None or json.loads(row[0]).get("updated_at") != expected_updated_at:
                 return 0
             body = encode(record)
-            self.db.execute("UPDATE traces SET model = ?, status = ?, body = ? WHERE id = ?",
-                            (record["model"], record["status"], body, record["id"]))
+            self.db.execute("UPDATE traces SET model = ?, status = ?, body = ? WHERE id = ? AND user_id = ?",
+                            (record["model"], record["status"], body, record["id"], record["user_id"]))
             return self._append_event(EventKind.trace_update, record, body)
 
         last = self._transaction(work)
@@ -253,10 +259,8 @@ class SQLiteStore:
             clauses.append("created_at < ?")
             params.append(query.until)
         if query.cursor is not None:
-            if not query.cursor.isdigit():
-                raise InvalidCursor("cursor must be a next_cursor value from a previous page")
             clauses.append("seq < ?")
-            params.append(int(query.cursor))
+            params.append(read_cursor(query.cursor))
         sql = f"SELECT seq, body FROM traces WHERE {' AND '.join(clauses)} ORDER BY seq DESC LIMIT ?"
         db = self.db
         db.execute("BEGIN")  # one read snapshot for the page and the position it reflects
@@ -277,18 +281,25 @@ class SQLiteStore:
         row = self.db.execute("SELECT body FROM traces WHERE id = ? AND user_id = ?", (trace_id, user_id)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def _events(self, after: int, upto: int, limit: int, which: EventFilter) -> list[StoredEvent]:
+    def _events(self, after: int, upto: int, limit: int, which: EventFilter, max_bytes: int | None) -> list[StoredEvent]:
         clauses, params = ["seq > ?", "seq <= ?"], [after, upto]
         for column, value in (("user_id", which.user_id), ("model", which.model), ("status", which.status)):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
         rows = self.db.execute(
-            f"SELECT seq, kind, user_id, model, status, body FROM events WHERE {' AND '.join(clauses)} "
-            "ORDER BY seq LIMIT ?",
+            f"SELECT seq, kind, user_id, model, status, body, length(body) FROM events "
+            f"WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?",
             (*params, limit),
-        ).fetchall()
-        return [StoredEvent(seq, EventKind(kind), user, model, status, body) for seq, kind, user, model, status, body in rows]
+        )
+        page, size = [], 0
+        for seq, kind, user, model, status, body, length in rows:  # read lazily: stop at the byte budget
+            page.append(StoredEvent(seq, EventKind(kind), user, model, status, body))
+            size += length
+            if max_bytes is not None and size >= max_bytes:
+                break
+        rows.close()
+        return page
 
     def _bounds(self) -> EventBounds:
         head = self._head()
@@ -301,3 +312,34 @@ class SQLiteStore:
         except sqlite3.IntegrityError:
             return False
         return True
+
+
+def read_cursor(cursor: str) -> int:
+    """A next_cursor here is a row's seq."""
+    seq = parse_seq(cursor)
+    if seq is None:
+        raise InvalidCursor("cursor must be a next_cursor value from a previous page")
+    return seq
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a file written by an older version up to ``SCHEMA_VERSION``, keeping every row. Version 0
+    had one id namespace across users (a UNIQUE column SQLite cannot drop): the table is rebuilt."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    exists = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'traces'").fetchone()
+    if version >= 1 or not exists:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("ALTER TABLE traces RENAME TO traces_v0")
+        db.execute("DROP INDEX IF EXISTS traces_by_user")
+        for statement in SCHEMA.split(";")[:2]:  # the traces table and its index, as they are now
+            db.execute(statement)
+        db.execute("INSERT INTO traces (seq, id, user_id, model, status, created_at, body) "
+                   "SELECT seq, id, user_id, model, status, created_at, body FROM traces_v0")
+        db.execute("DROP TABLE traces_v0")
+        db.execute("PRAGMA user_version = 1")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

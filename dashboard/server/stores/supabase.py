@@ -11,7 +11,6 @@ channel per process (``supabase_realtime``) wakes the sequencer. The schema is t
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -20,7 +19,7 @@ from postgrest import APIError, AsyncRequestBuilder, ReturnMethod
 from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from ...schema import EventKind, Trace, TracePage
-from .postgres import duplicate_id, make_cursor, read_cursor
+from .postgres import MAX_PAGE_CHARS, duplicate_id, make_cursor, read_cursor
 from .protocol import (
     EVERY_EVENT,
     Backend,
@@ -43,7 +42,6 @@ REQUEST_SECONDS = 10.0
 # out of range, a missing value): answered 422 by the API, as the Postgres store does.
 CLIENT_MISTAKES = {"22P02", "22007", "22008", "22003", "23502", "22001"}
 MISSING_SCHEMA = {"PGRST202", "PGRST205", "42883", "42P01"}
-OUTBOX_COLUMNS = "seq,kind,user_id,model,status,body"
 
 
 class UniqueViolation(StoreError):
@@ -193,14 +191,13 @@ class SupabaseStore:
         self.sequencer.saw(bounds.watermark)
         return bounds
 
-    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT) -> list[StoredEvent]:
-        request = self.client.table("traces_outbox").select(OUTBOX_COLUMNS).gt("seq", after).lte("seq", upto)
-        for column, value in (("user_id", which.user_id), ("model", which.model), ("status", which.status)):
-            if value is not None:
-                request = request.eq(column, value)
-        rows = await self._execute(request.order("seq").limit(limit))
-        return [StoredEvent(int(row["seq"]), EventKind(row["kind"]), row["user_id"], row["model"], row["status"],
-                            json.dumps(row["body"], separators=(",", ":"))) for row in rows]
+    async def events_after(self, after: int, upto: int, limit: int, which: EventFilter = EVERY_EVENT,
+                           max_bytes: int | None = None) -> list[StoredEvent]:
+        rows = await self._execute(self.client.rpc("traces_events_after", {
+            "after_seq": after, "upto_seq": upto, "max_events": limit, "max_bytes": max_bytes or MAX_PAGE_CHARS,
+            "for_user": which.user_id, "for_model": which.model, "for_status": which.status}))
+        return [StoredEvent(int(row["seq"]), EventKind(row["kind"]), row["user_id"], row["model"], row["status"], row["body"])
+                for row in rows]
 
     async def wait_for_events(self, after: int, timeout: float) -> None:
         await self.sequencer.wait_past(after, timeout)

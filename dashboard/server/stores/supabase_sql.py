@@ -21,10 +21,10 @@ CREATE POLICY "traces: users read their own" ON llm_traces FOR SELECT TO authent
 ALTER TABLE traces_outbox ENABLE ROW LEVEL SECURITY;
 ALTER TABLE traces_spent_tickets ENABLE ROW LEVEL SECURITY;
 ALTER TABLE traces_schema_migrations ENABLE ROW LEVEL SECURITY;
-REVOKE EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision)
-    FROM PUBLIC, anon, authenticated;
-GRANT EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision)
-    TO service_role;
+REVOKE EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision),
+    traces_events_after(bigint, bigint, integer, bigint, text, text, text) FROM PUBLIC, anon, authenticated;
+GRANT EXECUTE ON FUNCTION traces_sequence_events(integer), traces_event_bounds(), traces_prune(bigint, double precision),
+    traces_events_after(bigint, bigint, integer, bigint, text, text, text) TO service_role;
 
 -- Realtime: the outbox's changes wake the API's one channel per process.
 DO $$

@@ -25,6 +25,7 @@ from dashboard.server.stores import (
     Record,
     StoreOptions,
     TraceQuery,
+    may_continue,
     open_backend,
 )
 
@@ -116,14 +117,28 @@ async def test_an_inserted_trace_is_read_back_whole_by_its_owner_only(backend: B
     assert await backend.traces.get_trace("alice", "no-such-id") is None
 
 
+async def test_users_ids_are_their_own_and_the_same_id_is_two_traces_for_two_users(backend: Backend):
+    """The probe found one namespace: alice posting bob's id learnt it existed, and took it from him."""
+    alices, bobs = record("alice", id="same", name="alice's"), record("bob", id="same", name="bob's")
+    await backend.traces.insert_traces([alices])
+    await backend.traces.insert_traces([bobs])
+    assert await backend.traces.get_trace("alice", "same") == alices
+    assert await backend.traces.get_trace("bob", "same") == bobs
+    done = changed(bobs, status="success")
+    assert await backend.traces.replace_trace(done, expected_updated_at=bobs["updated_at"])
+    assert await backend.traces.get_trace("alice", "same") == alices  # bob's change is bob's alone
+    assert [(e.user_id, e.kind) for e in await all_events(backend)] == [
+        ("alice", EventKind.trace), ("bob", EventKind.trace), ("bob", EventKind.trace_update)]
+
+
 async def test_a_batch_with_a_taken_id_stores_nothing_and_names_the_id(backend: Backend):
-    await backend.traces.insert_traces([record("bob", id="taken")])
+    await backend.traces.insert_traces([record(id="taken")])
     before = await backend.events.bounds()
     batch = [record(id="new-1"), record(id="taken"), record(id="new-2")]
     with pytest.raises(DuplicateTraceError) as refused:
         await backend.traces.insert_traces(batch)
     assert refused.value.trace_id == "taken"
-    for trace_id in ("new-1", "taken", "new-2"):
+    for trace_id in ("new-1", "new-2"):
         assert await backend.traces.get_trace("alice", trace_id) is None
     assert (await backend.events.bounds()).watermark == before.watermark
     assert [json.loads(event.body)["id"] for event in await all_events(backend)] == ["taken"]
@@ -255,6 +270,23 @@ async def test_events_after_respects_after_upto_and_limit(backend: Backend):
     assert await backend.events.events_after(seqs[-1], seqs[-1], 100) == []
 
 
+async def test_events_after_stops_at_a_byte_budget_and_pages_through_everything_once(backend: Backend):
+    """A page of large traces is bounded in size, not only in count: readers hold one page at a time."""
+    for i in range(6):
+        await backend.traces.insert_traces([record(id=f"big-{i}", input="é" * 5000)])  # 5,000 characters, not ASCII
+    everything = await all_events(backend)
+    budget = 12_000  # two and a bit of these bodies: each page ends with the event that reaches it
+    pages, after, upto = [], 0, everything[-1].seq
+    while after < upto:
+        page = await backend.events.events_after(after, upto, 100, max_bytes=budget)
+        pages.append(page)
+        after = page[-1].seq if may_continue(page, 100, budget) else upto
+    assert [len(page) for page in pages] == [3, 3]
+    assert [event.seq for page in pages for event in page] == [event.seq for event in everything]
+    one = await backend.events.events_after(0, upto, 100, max_bytes=1)
+    assert [event.seq for event in one] == [everything[0].seq]  # never empty while events remain
+
+
 async def test_events_after_keeps_only_the_events_a_filter_asks_for(backend: Backend):
     await backend.traces.insert_traces([
         record("alice", id="a-gpt", model="gpt-4"),
@@ -361,7 +393,7 @@ async def test_two_processes_on_one_storage_share_traces_events_and_tickets(back
     await one.traces.insert_traces([trace])
     assert await other.traces.get_trace("alice", "t-1") == trace
     assert await all_events(other) == await all_events(one)
-    with pytest.raises(DuplicateTraceError):
-        await other.traces.insert_traces([record("bob", id="t-1")])
+    with pytest.raises(DuplicateTraceError):  # the id is taken for alice, whichever process writes it
+        await other.traces.insert_traces([record("alice", id="t-1")])
     assert await one.tickets.spend_ticket("ticket-1", time.time() + 60) is True
     assert await other.tickets.spend_ticket("ticket-1", time.time() + 60) is False
