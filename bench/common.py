@@ -469,3 +469,17 @@ def run_and_write(run: Callable[[Path], Awaitable[dict[str, Any]]], *, tmp_prefi
     print()
     print(table)
     return 0
+
+
+def write_section(heading: str, section: str) -> None:
+    """Put ``section`` (which starts with ``heading``) in RESULTS.md in place of its previous version, or at
+    the end; the rest of the file is untouched."""
+    path = BENCH / "RESULTS.md"
+    text = path.read_text() if path.exists() else ""
+    start = text.find(heading)
+    if start < 0:
+        text = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = text.find("\n## ", start + len(heading))
+        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
+    path.write_text(text)

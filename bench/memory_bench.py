@@ -38,7 +38,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import BENCH, HOST, ROOT, Server, api_metrics, fmt, free_port, kill_children, machine_info, proc_status_kb, server_env
+from common import (
+    BENCH,
+    HOST,
+    ROOT,
+    Server,
+    api_metrics,
+    fmt,
+    free_port,
+    kill_children,
+    machine_info,
+    proc_status_kb,
+    server_env,
+    write_section,
+)
 from httpx_sse import aconnect_sse
 
 SECRET = "memory-bench-secret-0123456789abcdef0123456789abcdef"
@@ -339,19 +352,6 @@ def markdown(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str) -> None:
-    """Put ``section`` in RESULTS.md in place of its previous version, or at the end; the rest is untouched."""
-    path = BENCH / "RESULTS.md"
-    text = path.read_text() if path.exists() else ""
-    start = text.find(HEADING)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1:] if end >= 0 else "")
-    path.write_text(text)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before-ref", default="d8eea19", help="the commit of the 'before' build (default d8eea19)")
@@ -387,7 +387,7 @@ def main() -> int:
     section = markdown(results)
     if not args.no_write:
         (BENCH / "memory_results.json").write_text(json.dumps(results, indent=2) + "\n")
-        write_section(section)
+        write_section(HEADING, section)
     print()
     print(section)
     return 0

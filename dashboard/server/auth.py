@@ -24,10 +24,13 @@ TICKET_AUDIENCE = "traces-stream-ticket"
 TICKET_TTL_SECONDS = 60
 ALGORITHM = "HS256"
 _JWT_SHAPE = re.compile(r"eyJ[\w-]*\.[\w-]*\.[\w-]*")
-CREDENTIAL_NAMES = frozenset({"token", "ticket", "access_token"})  # query names that carry a credential, decoded
+# query names that carry a credential, decoded (``apikey``: Supabase Realtime's URL carries the service key)
+CREDENTIAL_NAMES = frozenset({"token", "ticket", "access_token", "apikey"})
 REDACTED = "REDACTED"
 # a query parameter in a log line: after ? & or ; (a separator to some parsers), up to the next one or a space
 _QUERY_PARAMETER = re.compile(r"(?P<before>[?&;])(?P<name>[^?&;=\s\"'<>#]*)=(?P<value>[^&;\s\"'<>#]*)")
+# a credential as a JSON field in a logged message (Realtime's join sends ``"access_token": "<service key>"``)
+_JSON_CREDENTIAL = re.compile(r'(?P<name>"(?:token|ticket|access_token|apikey)"\s*:\s*)"[^"]*"', re.IGNORECASE)
 
 
 class AuthError(Exception):
@@ -161,6 +164,7 @@ def redact_text(text: str) -> str:
     The server decodes a query's names and values before it looks for ``token`` or ``ticket``
     (``%74oken=%65yJ...`` is a credential), so parameters are compared decoded, never as written.
     """
+    text = _JSON_CREDENTIAL.sub(rf'\g<name>"{REDACTED}"', text)
     return _JWT_SHAPE.sub(REDACTED, _QUERY_PARAMETER.sub(_redact_parameter, text))
 
 
@@ -177,9 +181,21 @@ class RedactingFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(redact_text(arg) if isinstance(arg, str) else arg for arg in record.args)
+            record.args = tuple(_redact_arg(arg) for arg in record.args)
         elif isinstance(record.args, dict):  # logging's other form: one mapping for %(name)s
-            record.args = {key: redact_text(arg) if isinstance(arg, str) else arg for key, arg in record.args.items()}
+            record.args = {key: _redact_arg(arg) for key, arg in record.args.items()}
         if isinstance(record.msg, str):
             record.msg = redact_text(record.msg)
         return True
+
+
+def _redact_arg(arg: object) -> object:
+    """A string redacted; any other object (httpx's ``URL``, a websockets frame) as its redacted text when
+    that text holds a credential, else untouched (``%d`` still gets its number)."""
+    if isinstance(arg, str):
+        return redact_text(arg)
+    if arg is None or isinstance(arg, (int, float)):
+        return arg
+    text = str(arg)
+    redacted = redact_text(text)
+    return arg if redacted == text else redacted

@@ -32,6 +32,9 @@ def logging_config() -> dict:
     config["loggers"]["dashboard"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
     for logger in config["loggers"].values():
         logger["filters"] = ["redact"]
+    # every other library (websockets, realtime, httpx) propagates to the root: write its lines through the
+    # redacting handler too, never through logging's unfiltered last resort (Realtime's URL carries the key)
+    config["root"] = {"handlers": ["default"], "level": "WARNING"}
     return config
 
 
