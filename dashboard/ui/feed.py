@@ -19,6 +19,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,8 +39,10 @@ from ..client import (
 )
 from ..schema import TraceStatus
 from .announcer import Announcer, Notifier
+from .feed_params import FeedParams
 from .follower import StreamFollower
-from .rows import matches_text
+from .query import QueryError, compile_query
+from .row_filter import QUERY_COLUMNS, RowFilter
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
 from .waiting import wait_until
@@ -47,53 +50,8 @@ from .wording import connection_words, refreshed_words, showing_words
 
 log = logging.getLogger(__name__)
 
-STATUS_CHOICES = ["", *(status.value for status in TraceStatus)]  # '' for every status
-
-
-class TraceFeed(param.Parameterized):
+class TraceFeed(FeedParams):
     """The live traces of one user, as a pandas frame plus everything the dashboard shows about them."""
-
-    # What the user sets.
-    api_url = param.String(default="http://127.0.0.1:8000", doc="The trace API.")
-    live = param.Boolean(default=True, doc="Follow the stream. Off closes it; on resumes without a gap.")
-    model = param.String(default="", doc="Only this model ('' for all): a filter on the server's stream.")
-    status_filter = param.Selector(default="", objects=STATUS_CHOICES,
-                                   doc="Only traces in this status ('' for all), on the server.")
-    text = param.String(default="", doc="Only traces containing this text (name, model, error, input, output).")
-    max_rows = param.Integer(default=5000, bounds=(10, None), doc="Rows kept; older ones roll off.")
-    batch_seconds = param.Number(default=0.25, bounds=(0.01, None), doc="How often arrivals are applied.")
-    warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
-    highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
-    flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
-    toast_seconds = param.Number(default=30.0, doc="News after a toast waits this long, then goes out together: not noise.")
-    stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
-    stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
-    max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")
-    initial_backoff = param.Number(default=0.5, doc="The first wait between reconnection attempts.")
-
-    # What the views read.
-    frame = param.DataFrame(doc="The rows shown, newest first, at most ``max_rows``.")
-    changes = param.ClassSelector(class_=TableChanges, doc="The last batch applied to ``frame``.")
-    new_count = param.Integer(default=0, doc="Traces held back from view (the badge); 0 when none are.")
-    showing_text = param.String(default="showing 0 of 0", doc="What the table shows: 'showing N of M · model …'.")
-    connection = param.Selector(default=ConnectionStatus.off, objects=list(ConnectionStatus),
-                                doc="The connection's state: off | connecting | connected | reconnecting | error")
-    connection_text = param.String(default="off", doc="The connection's state in words.")
-    error = param.String(default="", doc="What went wrong, for the banner ('' when nothing is wrong).")
-    heartbeat_age = param.Number(default=None, allow_None=True, doc="Seconds since the last ping or event.")
-    health_warning = param.Boolean(default=False, doc="No ping or event for more than ``warn_after``.")
-    last_refresh_at = param.Date(default=None, doc="When the snapshot was last loaded (UTC).")
-    refresh_text = param.String(default="not loaded yet")
-    models = param.List(default=[], item_type=str, doc="Every model seen, for the filter.")
-    model_stats = param.List(default=[], doc="ModelStats per model over the rolling window.")
-    stats_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of ``model_stats``.")
-    stats_history = param.List(default=[], doc="(epoch seconds, [ModelStats]) the charts start over from, "
-                                               "after a reload or a new text: the loaded traces' past.")
-    holding_reason = param.String(default="", doc="Why arrivals wait behind the badge ('' when they show at once).")
-
-    # What the table tells us about the user.
-    selected_id = param.String(default="", doc="The selected trace's id ('' for none).")
-    at_top = param.Boolean(default=True, doc="The user sees the top of the table (first page, not scrolled).")
 
     def __init__(self, token: str | None = None, *, notifier: Notifier | None = None,
                  client: httpx.AsyncClient | None = None, **params: Any) -> None:
@@ -107,6 +65,7 @@ class TraceFeed(param.Parameterized):
         self.frame = self._table.frame
         self._inbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stats = RollingModelStats(self.stats_window)
+        self._filter = RowFilter()  # the text and query in force (a query only once it has worked)
         self._pending_snapshot: Snapshot | None = None
         self._needs_snapshot = True
         self._position: int | None = None
@@ -228,11 +187,31 @@ class TraceFeed(param.Parameterized):
     def _on_text(self) -> None:
         """Show the loaded traces that match the new text (clearing it brings every row back);
         arrivals are filtered as they come."""
+        self._refilter(replace(self._filter, text=self.text))
+
+    @param.depends("query", watch=True)
+    def _on_query(self) -> None:
+        """A query that parses and runs over the rows loaded applies to them and to every arrival, live
+        staying on; any other keeps the last good one in force and says why in ``query_error``."""
+        try:
+            candidate = replace(self._filter, query=compile_query(self.query, QUERY_COLUMNS))
+            candidate.keeps(self._table.matching(RowFilter()))
+        except QueryError as exc:
+            self.query_error = f"the query {exc}; the last good one is still applied"
+            return
+        self.query_error = ""
+        self._refilter(candidate)
+
+    def _refilter(self, which: RowFilter) -> None:
+        """Show exactly the loaded rows ``which`` keeps; the counts and the charts start over from them."""
+        self._filter = which
         with pn.io.hold():
-            self._publish(self._table.refilter(self.text))
-            self.frame = self._table.frame
+            changes = self._table.refilter(which)
+            self.frame = self._table.frame  # before the changes: the table view reads the frame on them
+            self._publish(changes)
             self.new_count = len(self._table.held)
             self._update_showing()
+            self._restart_stats(time.time())
 
     @param.depends("selected_id", "at_top", watch=True)
     def _on_viewport(self) -> None:
@@ -331,24 +310,35 @@ class TraceFeed(param.Parameterized):
         self.last_refresh_at = datetime.now(UTC)
         self._note_models(traces)
         self.new_count = 0
-        return self._table.load(traces, text=self.text)
+        return self._table.load(traces, which=self._filter)
 
     def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
-        for trace in traces:
-            counted = matches_text(trace, self.text) and self._stats.add_if_final(trace, now)
+        kept = self._keeps(traces)
+        for trace, keep in zip(traces, kept, strict=True):
+            counted = keep and self._stats.add_if_final(trace, now)
             if counted and trace["status"] == TraceStatus.error.value:
                 self.announcer.failed(trace)
-        changes, new = self._table.arrive(traces, now, text=self.text, holding=self.holding)
+        changes, new = self._table.arrive(traces, now, kept=kept, holding=self.holding)
         for trace in new:
             self.announcer.new(trace)
         self.new_count = len(self._table.held)
         self._note_models(traces)
         return changes
 
+    def _keeps(self, traces: list[dict[str, Any]]) -> list[bool]:
+        """Which arrivals the filters keep. A query that worked on the rows loaded but fails on a new
+        one (a value of another type) is taken off, and ``query_error`` says so."""
+        try:
+            return self._filter.keeps(traces)
+        except QueryError as exc:
+            self.query_error = f"the query {exc}; it is off until you change it"
+            self._filter = replace(self._filter, query=None)
+            return self._filter.keeps(traces)
+
     def _restart_stats(self, now: float) -> None:
         """Stats of the traces loaded now (under the filters now), with their past as chart points."""
         self._stats = RollingModelStats(self.stats_window)
-        for trace in self._table.matching(self.text):
+        for trace in self._table.matching(self._filter):
             self._stats.add_if_final(trace, now)
         self._last_stats = now
         self.stats_history = self._stats.history(now, self.stats_seconds)
@@ -356,8 +346,11 @@ class TraceFeed(param.Parameterized):
         self.stats_at = now
 
     def _publish(self, changes: TableChanges) -> None:
+        """Tell the views, even when this batch equals the last one (two resets in a row are two events)."""
         if not changes.empty:
-            self.changes = changes
+            with param.discard_events(self):
+                self.changes = changes
+            self.param.trigger("changes")
 
     def _note_models(self, traces: list[dict[str, Any]]) -> None:
         seen = {t.get("model") for t in traces if t.get("model")}
@@ -386,7 +379,8 @@ class TraceFeed(param.Parameterized):
 
     def _update_showing(self) -> None:
         self.showing_text = showing_words(len(self.frame), self._table.loaded_count,
-                                          model=self.model, status=self.status_filter, text=self.text)
+                                          model=self.model, status=self.status_filter, text=self.text,
+                                          query=self._filter.query.text if self._filter.query else "")
 
     def _update_refresh_text(self, now: float) -> None:
         if self.last_refresh_at is not None:

@@ -15,7 +15,8 @@ from typing import Any
 
 import pandas as pd
 
-from .rows import Flag, empty_frame, matches_text, rows_frame, table_row
+from .row_filter import RowFilter
+from .rows import Flag, empty_frame, rows_frame, table_row
 
 Trace = dict[str, Any]
 
@@ -109,21 +110,22 @@ class TableState:
         calls = [t for t in self._loaded.values() if run_id(t) == run]
         return sorted(calls, key=lambda t: t.get("started_at") or t.get("created_at") or "")
 
-    def matching(self, text: str) -> list[Trace]:
-        """The loaded traces that match ``text``, oldest first (held ones included)."""
-        return [t for t in self._loaded.values() if matches_text(t, text)]
+    def matching(self, which: RowFilter) -> list[Trace]:
+        """The loaded traces the filter keeps, oldest first (held ones included)."""
+        return which.matching(list(self._loaded.values()))
 
-    def load(self, traces: list[Trace], *, text: str) -> TableChanges:
+    def load(self, traces: list[Trace], *, which: RowFilter) -> TableChanges:
         """Start over from these traces (oldest first): what a snapshot holds. Nothing is held."""
         self._loaded = OrderedDict((t["id"], t) for t in traces[-self.max_rows:])
         self.held.clear()
-        return self.refilter(text)
+        return self.refilter(which)
 
-    def refilter(self, text: str) -> TableChanges:
-        """Show exactly the loaded traces that match ``text`` (and are not held), plain; held ones
-        that no longer match are let go."""
-        self.held = OrderedDict((key, t) for key, t in self.held.items() if matches_text(t, text))
-        shown = [t for t in self._loaded.values() if t["id"] not in self.held and matches_text(t, text)]
+    def refilter(self, which: RowFilter) -> TableChanges:
+        """Show exactly the loaded traces the filter keeps (and are not held), plain; held ones it no
+        longer keeps are let go."""
+        held = list(self.held.values())
+        self.held = OrderedDict((t["id"], t) for t in which.matching(held))
+        shown = which.matching([t for t in self._loaded.values() if t["id"] not in self.held])
         self._labels = {}
         self._new_until = {}
         self._flash_until = {}
@@ -135,14 +137,14 @@ class TableState:
         self.frame = rows_frame([table_row(t) for t in reversed(shown)], labels[::-1])
         return TableChanges(reset=True)
 
-    def arrive(self, traces: list[Trace], now: float, *, text: str, holding: bool) -> tuple[TableChanges, list[Trace]]:
+    def arrive(self, traces: list[Trace], now: float, *, kept: list[bool], holding: bool) -> tuple[TableChanges, list[Trace]]:
         """Take arrivals: shown rows change in place and flash; traces new to the view (new, or
-        changed so that they now match ``text``) appear highlighted, or are held while ``holding``.
-        Returns the changes and the traces that are new to the view."""
+        changed so that the filter now keeps them: ``kept``, one per trace) appear highlighted, or are
+        held while ``holding``. Returns the changes and the traces that are new to the view."""
         fresh: list[Trace] = []
         new: list[Trace] = []
         patches: dict[int, dict[str, Any]] = {}
-        for trace in traces:
+        for trace, keep in zip(traces, kept, strict=True):
             trace_id = trace["id"]
             self._remember(trace)
             if trace_id in self._labels:  # shown: change it in place, and flash it
@@ -151,7 +153,7 @@ class TableState:
                 patches[label] = table_row(trace, Flag.CHANGED)
             elif trace_id in self.held:
                 self.held[trace_id] = trace
-            elif matches_text(trace, text):
+            elif keep:
                 new.append(trace)
                 if holding:
                     self.held[trace_id] = trace

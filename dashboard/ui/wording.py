@@ -48,8 +48,8 @@ def describe_call(trace: dict[str, Any]) -> str:
     return " · ".join(part for part in parts if part)
 
 
-def showing_words(shown: int, loaded: int, *, model: str, status: str, text: str) -> str:
-    """'showing 12 of 340 · model gpt-4o · status error · text "timeout"': what the table shows."""
+def showing_words(shown: int, loaded: int, *, model: str, status: str, text: str, query: str = "") -> str:
+    """'showing 12 of 340 · model gpt-4o · status error · text "timeout" · query latency_ms > 1000'."""
     parts = [f"showing {shown:,} of {loaded:,}"]
     if model:
         parts.append(f"model {model}")
@@ -57,6 +57,8 @@ def showing_words(shown: int, loaded: int, *, model: str, status: str, text: str
         parts.append(f"status {status}")
     if text:
         parts.append(f'text "{text}"')
+    if query:
+        parts.append(f"query {query}")
     return " · ".join(parts)
 
 

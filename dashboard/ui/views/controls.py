@@ -10,7 +10,8 @@ import param
 from panel.viewable import Viewer
 
 from ...client import ConnectionStatus
-from ..feed import STATUS_CHOICES, TraceFeed
+from ..feed import TraceFeed
+from ..feed_params import STATUS_CHOICES
 from .style import CONNECTION_COLOURS
 
 TOGGLE_TYPES = {ConnectionStatus.connected: "success", ConnectionStatus.error: "danger"}
@@ -79,7 +80,14 @@ class FilterBar(Viewer):
         # Filters as you type (value_input), not only on Enter; clearing it brings every row back.
         self.text = pn.widgets.TextInput(name="Search (as you type)", placeholder="name, model, error, input, output…",
                                          value=feed.text, width=300)
+        # A pandas query, applied on Enter: a half-typed expression is not worth an error on every key.
+        self.query = pn.widgets.TextInput(name="Query (pandas, on Enter)", value=feed.query, width=380,
+                                          placeholder='query: latency_ms > 1000 and model == "gpt-4o"')
+        self.query_error = pn.pane.HTML(margin=(0, 10), styles={"color": "#b91c1c", "font-size": "13px"},
+                                        max_width=380, visible=False)
         self.showing = pn.pane.HTML(margin=(28, 10, 5, 10), styles={"color": "#4b5563"})
+        self.query.param.watch(lambda e: setattr(feed, "query", (e.new or "").strip()), "value")
+        feed.param.watch(self._render_query_error, "query_error")
         self.model.param.watch(lambda e: setattr(feed, "model", e.new), "value")
         self.trace_status.param.watch(lambda e: setattr(feed, "status_filter", e.new), "value")
         self.text.param.watch(lambda e: setattr(feed, "text", (e.new or "").strip()), "value_input")
@@ -94,9 +102,15 @@ class FilterBar(Viewer):
     def _render_showing(self, *_: object) -> None:
         self.showing.object = f'<span class="trace-showing">{html.escape(self.feed.showing_text)}</span>'
 
+    def _render_query_error(self, *_: object) -> None:
+        self.query_error.visible = bool(self.feed.query_error)
+        self.query_error.object = f'<span class="trace-query-error">{html.escape(self.feed.query_error)}</span>'
+
     def __panel__(self):
         extra = [self.extra] if self.extra is not None else []
-        return pn.Row(self.model, self.trace_status, self.text, self.showing, *extra, sizing_mode="stretch_width")
+        query = pn.Column(self.query, self.query_error, margin=0)
+        return pn.FlexBox(self.model, self.trace_status, self.text, query, self.showing, *extra,
+                          flex_wrap="wrap", align_items="flex-start", sizing_mode="stretch_width")
 
 
 GAUGE_COLOURS = [(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")]
