@@ -45,6 +45,12 @@ def _float(env: Mapping[str, str], name: str, default: float, minimum: float) ->
     return value
 
 
+def _optional_float(env: Mapping[str, str], name: str, minimum: float) -> float | None:
+    """A number that may be unset: an alert threshold is off unless someone chose one."""
+    raw = env.get(name)
+    return None if raw is None or raw.strip() == "" else _float(env, name, 0.0, minimum)
+
+
 def _origins(raw: str | None) -> tuple[str, ...]:
     """Browser origins allowed to call the API (the dashboard's by default); ``""`` allows none."""
     if raw is None:
@@ -72,6 +78,9 @@ class Settings:
     retry_ms: int = 1000
     dashboard_rows: int = 5000
     health_warn_seconds: float = 60.0
+    alert_p95_ms: float | None = None  # the dashboard's default alert thresholds; None: off
+    alert_error_rate: float | None = None  # percent
+    stuck_seconds: float = 120.0  # the dashboard marks a call running longer than this as stuck
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:5006", "http://localhost:5006")
     supabase_url: str | None = None
     supabase_key: str | None = None
@@ -95,6 +104,9 @@ class Settings:
             write_rate=_float(env, "TRACES_WRITE_RATE", 1000.0, minimum=0),
             dashboard_rows=_int(env, "TRACES_DASHBOARD_ROWS", 5000, minimum=10),
             health_warn_seconds=_float(env, "TRACES_HEALTH_WARN_SECONDS", 60.0, minimum=1),
+            alert_p95_ms=_optional_float(env, "TRACES_ALERT_P95_MS", minimum=0),
+            alert_error_rate=_optional_float(env, "TRACES_ALERT_ERROR_RATE", minimum=0),
+            stuck_seconds=_float(env, "TRACES_STUCK_SECONDS", 120.0, minimum=0),
             cors_origins=_origins(env.get("TRACES_CORS_ORIGINS")),
             supabase_url=(env.get("SUPABASE_URL") or "").rstrip("/") or None,
             supabase_key=env.get("SUPABASE_KEY") or None,

@@ -1,5 +1,6 @@
 """What the dashboard announces in toasts, and when: coalesced news of traces (one toast per burst,
-naming the call as it is by then), and the connection lost and restored, never for what the user did.
+naming the call as it is by then), the connection lost and restored, never for what the user did, and
+each alert threshold crossed and recovered, at once.
 
 Toasts go to a notifier (the page's notification area) and are kept in ``toasts`` for notebooks and tests.
 """
@@ -8,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..client import ConnectionStatus
+from .alerts import AlertChange
 from .wording import describe_call, shorten
 
 log = logging.getLogger(__name__)
@@ -20,6 +22,7 @@ Trace = dict[str, Any]
 Toast = tuple[str, str]  # (level: "info" | "success" | "warning" | "error", message)
 Notifier = Callable[[str, str], None]
 LOST = (ConnectionStatus.reconnecting, ConnectionStatus.error)
+MAX_ALERT_TOASTS = 3  # alert changes told one by one at one evaluation; more are told together
 
 
 class Announcer:
@@ -73,6 +76,18 @@ class Announcer:
         elif self._failed:
             self._toast("error", f"{len(self._failed)} calls failed")
         self._new, self._failed, self._first = [], [], {}
+
+    def alerts(self, changes: Sequence[AlertChange]) -> None:
+        """Each alert raised or ended, told at once: not held back like arrivals, since each is news
+        exactly once. More than a few at one evaluation (a new threshold, new filters) go out as one
+        toast per direction, not a storm."""
+        for raised, level, verb in ((True, "warning", "raised"), (False, "success", "ended")):
+            told = [change.words() for change in changes if change.raised == raised]
+            if len(told) > MAX_ALERT_TOASTS:
+                self._toast(level, shorten(f"{len(told)} alerts {verb}: " + "; ".join(told), 240))
+            else:
+                for message in told:
+                    self._toast(level, message)
 
     def _toast(self, level: str, message: str) -> None:
         self.toasts.append((level, message))

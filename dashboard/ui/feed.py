@@ -38,6 +38,7 @@ from ..client import (
     fetch_snapshot,
 )
 from ..schema import TraceStatus
+from .alerts import FeedAlerts
 from .announcer import Announcer, Notifier
 from .feed_params import FeedParams
 from .follower import StreamFollower
@@ -45,8 +46,9 @@ from .query import QueryError, compile_query
 from .row_filter import QUERY_COLUMNS, RowFilter
 from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
+from .totals import RunningTotals
 from .waiting import wait_until
-from .wording import connection_words, refreshed_words, showing_words
+from .wording import connection_words, refreshed_words, reset_words, showing_words
 
 log = logging.getLogger(__name__)
 
@@ -60,11 +62,13 @@ class TraceFeed(FeedParams):
         self._token = token or ""
         self._client = client  # for tests; normally each stream owns its own
         self.announcer = Announcer(notifier)
+        self._alerts = FeedAlerts(self, self.announcer)  # judged on each new ``model_stats``, not per trace
         self._table = TableState(self.max_rows, highlight_seconds=self.highlight_seconds,
                                  flash_seconds=self.flash_seconds)
         self.frame = self._table.frame
         self._inbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._stats = RollingModelStats(self.stats_window)
+        self._totals = RunningTotals(time.time())  # since the page opened
         self._filter = RowFilter()  # the text and query in force (a query only once it has worked)
         self._pending_snapshot: Snapshot | None = None
         self._needs_snapshot = True
@@ -144,7 +148,7 @@ class TraceFeed(FeedParams):
 
     def filtered_frame(self) -> pd.DataFrame:
         """A copy of the rows shown (newest first), with the trace columns only, for your own analysis."""
-        return self.frame.drop(columns=["seq", "flag"]).reset_index(drop=True)
+        return self.frame[list(QUERY_COLUMNS)].reset_index(drop=True)  # no seq, flag or clock cells
 
     async def snapshot_frame(self, limit: int = 1000) -> pd.DataFrame:
         """Pull your recent traces (with every field) into a new DataFrame, newest first."""
@@ -284,7 +288,8 @@ class TraceFeed(FeedParams):
             if self._inbox:
                 inbox, self._inbox = self._inbox, OrderedDict()
                 changes = changes.then(self._apply_arrivals(list(inbox.values()), now))
-            changes = changes.then(table.expire_flags(now))
+            changes = changes.then(table.expire_flags(now)).then(table.tick_running(now, self.stuck_seconds))
+            self.stuck_count = table.stuck_count
             self.frame = table.frame
             self._publish(changes)
             if not changes.empty:
@@ -302,12 +307,16 @@ class TraceFeed(FeedParams):
                 # Not while paused or disconnected: a chart must not show a fall in traffic it did not see.
                 self._last_stats = now
                 self.model_stats = self._stats.compute(now)
+                self.totals = self._totals.totals
                 self.stats_at = now
         return changes
 
     def _apply_snapshot(self, snapshot: Snapshot, now: float) -> TableChanges:
         traces = list(reversed(snapshot.traces))  # oldest first, as rows arrive
         self.last_refresh_at = datetime.now(UTC)
+        if snapshot.reason:  # the server no longer held what we missed: say so, and mark when on the charts
+            self.reset_times = [*self.reset_times[-19:], now]
+            self.reset_text = reset_words(now, snapshot.reason)
         self._note_models(traces)
         self.new_count = 0
         return self._table.load(traces, which=self._filter)
@@ -318,6 +327,7 @@ class TraceFeed(FeedParams):
             counted = keep and self._stats.add_if_final(trace, now)
             if counted and trace["status"] == TraceStatus.error.value:
                 self.announcer.failed(trace)
+        self._totals.add_all([trace for trace, keep in zip(traces, kept, strict=True) if keep], now)
         changes, new = self._table.arrive(traces, now, kept=kept, holding=self.holding)
         for trace in new:
             self.announcer.new(trace)
@@ -338,8 +348,10 @@ class TraceFeed(FeedParams):
     def _restart_stats(self, now: float) -> None:
         """Stats of the traces loaded now (under the filters now), with their past as chart points."""
         self._stats = RollingModelStats(self.stats_window)
-        for trace in self._table.matching(self._filter):
+        kept = self._table.matching(self._filter)
+        for trace in kept:
             self._stats.add_if_final(trace, now)
+        self.totals = self._totals.recount(kept, now)
         self._last_stats = now
         self.stats_history = self._stats.history(now, self.stats_seconds)
         self.model_stats = self._stats.compute(now)

@@ -8,6 +8,7 @@ import param
 from ..client import ConnectionStatus
 from ..schema import TraceStatus
 from .table_state import TableChanges
+from .totals import Totals
 
 STATUS_CHOICES = ["", *(status.value for status in TraceStatus)]  # '' for every status
 
@@ -31,9 +32,14 @@ class FeedParams(param.Parameterized):
     warn_after = param.Number(default=60.0, bounds=(1, None), doc="Seconds without a ping or event before warning.")
     highlight_seconds = param.Number(default=6.0, doc="How long a new row stays highlighted (until viewed at most).")
     flash_seconds = param.Number(default=1.5, doc="How long an updated row flashes.")
+    stuck_seconds = param.Number(default=120.0, bounds=(0, None), doc="A call running longer than this is marked stuck.")
     toast_seconds = param.Number(default=30.0, doc="News after a toast waits this long, then goes out together: not noise.")
     stats_seconds = param.Number(default=5.0, doc="How often the per-model stats are recomputed.")
     stats_window = param.Number(default=300.0, doc="The rolling window of the per-model stats, seconds.")
+    alert_p95_ms = param.Number(default=None, allow_None=True, bounds=(0, None),
+                                doc="Alert when a model's p95 latency (ms) is above this; None: off.")
+    alert_error_rate = param.Number(default=None, allow_None=True, bounds=(0, 100),
+                                    doc="Alert when a model's error rate (%) is above this; None: off.")
     max_backoff = param.Number(default=30.0, doc="The longest wait between reconnection attempts.")
     initial_backoff = param.Number(default=0.5, doc="The first wait between reconnection attempts.")
 
@@ -49,12 +55,19 @@ class FeedParams(param.Parameterized):
     heartbeat_age = param.Number(default=None, allow_None=True, doc="Seconds since the last ping or event.")
     health_warning = param.Boolean(default=False, doc="No ping or event for more than ``warn_after``.")
     last_refresh_at = param.Date(default=None, doc="When the snapshot was last loaded (UTC).")
+    reset_text = param.String(default="", doc="When the stream was last reset and the table reloaded, and why "
+                                              "('' if it never was).")
+    reset_times = param.List(default=[], doc="Epoch seconds of the resets (the last 20), marked on the charts.")
     refresh_text = param.String(default="not loaded yet")
     models = param.List(default=[], item_type=str, doc="Every model seen, for the filter.")
     model_stats = param.List(default=[], doc="ModelStats per model over the rolling window.")
+    totals = param.ClassSelector(class_=Totals, doc="Calls, tokens, cost, errors since the page opened, under "
+                                                    "the filters in force (``totals.py``); with the stats.")
     stats_at = param.Number(default=None, allow_None=True, doc="Epoch seconds of ``model_stats``.")
     stats_history = param.List(default=[], doc="(epoch seconds, [ModelStats]) the charts start over from, "
                                                "after a reload or a new text: the loaded traces' past.")
+    stuck_count = param.Integer(default=0, doc="Rows shown whose call has run past ``stuck_seconds``.")
+    alerts = param.List(default=[], doc="The alerts in force: alerts.Alert(model, kind, value, threshold).")
     holding_reason = param.String(default="", doc="Why arrivals wait behind the badge ('' when they show at once).")
 
     # What the table tells us about the user.

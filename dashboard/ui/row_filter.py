@@ -9,9 +9,11 @@ from typing import Any
 
 from .query import Query
 from .rows import ROW_COLUMNS, matches_text, rows_frame, table_row
+from .running import CLOCK_COLUMNS
 
 Trace = dict[str, Any]
-QUERY_COLUMNS = tuple(column for column in ROW_COLUMNS if column not in ("seq", "flag"))  # what a query may name
+QUERY_COLUMNS = tuple(column for column in ROW_COLUMNS  # what a query may name
+                      if column not in ("seq", "flag", *CLOCK_COLUMNS))
 
 
 @dataclass(frozen=True)

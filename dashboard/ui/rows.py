@@ -7,12 +7,16 @@ Tabulator streams and patches by label, and sorts newest first on it.
 from __future__ import annotations
 
 import json
+import math
 from enum import StrEnum
 from typing import Any
 
 import pandas as pd
 
-ROW_COLUMNS = ("seq", "id", "time", "name", "model", "status", "latency_ms", "total_tokens", "cost_usd", "error", "flag")
+from .running import CLOCK_COLUMNS, clock_cells
+
+ROW_COLUMNS = ("seq", "id", "time", "name", "model", "status", "latency_ms", "total_tokens", "cost_usd", "error", "flag",
+               *CLOCK_COLUMNS)
 TEXT_FIELDS = ("id", "name", "model", "provider", "status", "error", "input", "output")
 
 
@@ -43,6 +47,7 @@ def table_row(trace: dict[str, Any], flag: Flag = Flag.NONE) -> dict[str, Any]:
         "cost_usd": _number(trace.get("cost_usd")),
         "error": trace.get("error") or "",
         "flag": Flag(flag).value,
+        **clock_cells(trace, None, math.inf),  # the seconds come with the table's next tick
     }
 
 
@@ -82,4 +87,4 @@ def _number(value: Any) -> float:
 def _dtype(column: str) -> str:
     if column == "seq":
         return "int64"
-    return "float64" if column in ("latency_ms", "total_tokens", "cost_usd") else "object"
+    return "float64" if column in ("latency_ms", "total_tokens", "cost_usd", "elapsed_s") else "object"

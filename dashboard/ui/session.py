@@ -29,7 +29,9 @@ from .views import (
     TraceDetail,
     TraceTable,
 )
+from .views.alerts import AlertSettings
 from .views.table import TABLE_HEIGHT
+from .views.totals import TotalsLine
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,8 @@ class TraceDashboard(Viewer):
         self.detail = TraceDetail(feed=feed, max_height=DETAIL_HEIGHT_NARROW if self.narrow else None)
         self.health = HealthGauge(feed=feed)
         self.charts = ModelCharts(feed=feed, stacked=self.narrow)
+        self.alert_settings = AlertSettings(feed=feed, charts=self.charts)  # thresholds, marked on the charts
+        self.totals = TotalsLine(feed=feed)
 
     def __panel__(self):
         header = pn.pane.HTML('<div style="font-size:20px;font-weight:700">Live LLM traces</div>', margin=(5, 10))
@@ -86,7 +90,10 @@ class TraceDashboard(Viewer):
             side = pn.Column(self.detail, width=460, height=TABLE_HEIGHT, styles={"flex": "0 0 460px"})
             body = [pn.FlexBox(table, side, flex_wrap="wrap", sizing_mode="stretch_width")]
         # The connection's health opens the charts' row: how fresh what they show is, beside them.
-        lower = pn.Row(self.health, self.charts, sizing_mode="stretch_width")
+        # Under it, the totals since the page opened: the charts' rows keep the height of the screen.
+        lower = pn.Row(pn.Column(self.health, self.totals), pn.Column(self.alert_settings, self.charts,
+                                                                      sizing_mode="stretch_width"),
+                       sizing_mode="stretch_width")
         return pn.Column(
             pn.Row(header, pn.layout.HSpacer(), self.token, sizing_mode="stretch_width"),
             self.controls, self.filters, *body, lower,
@@ -115,6 +122,9 @@ def make_feed(api_url: str | None = None, token: str | None = None, **params) ->
     settings = Settings.from_env()
     params.setdefault("max_rows", settings.dashboard_rows)
     params.setdefault("warn_after", settings.health_warn_seconds)
+    params.setdefault("alert_p95_ms", settings.alert_p95_ms)
+    params.setdefault("alert_error_rate", settings.alert_error_rate)
+    params.setdefault("stuck_seconds", settings.stuck_seconds)
     return TraceFeed(token or settings.token, api_url=(api_url or settings.api_url).rstrip("/"), notifier=Toaster(),
                      **params)
 

@@ -1,4 +1,4 @@
-"""Per-model latency and traffic over a rolling window, from the calls as they complete.
+"""Per-model latency, traffic, cost and tokens over a rolling window, from the calls as they complete.
 
 Bounded: only calls inside the window are kept, and at most ``max_calls`` of them. A call counts once,
 however often its completion is seen again (a refresh reloads calls already counted).
@@ -23,6 +23,8 @@ class ModelStats:
     calls_per_min: float
     error_rate: float  # 0..1
     calls: int
+    cost_per_min: float = 0.0  # USD, of the calls that said their cost
+    tokens_per_min: float = 0.0  # of the calls that said their token count
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,8 @@ class _Call:
     model: str
     latency_ms: float | None
     failed: bool
+    tokens: float
+    cost: float
 
 
 def _epoch(value: Any) -> float | None:
@@ -56,13 +60,15 @@ class RollingModelStats:
         self._calls: OrderedDict[str, _Call] = OrderedDict()  # by call id, in the order added
         self._earliest: float | None = None  # the oldest call ever added: before it we saw nothing
 
-    def add(self, call_id: str, at: float, model: str, latency_ms: float | None, failed: bool) -> bool:
-        """Count a completed call; False (and nothing changes) when it is already counted."""
+    def add(self, call_id: str, at: float, model: str, latency_ms: float | None, failed: bool,
+            tokens: float | None = None, cost: float | None = None) -> bool:
+        """Count a completed call; False (and nothing changes) when it is already counted. A call that
+        does not say its tokens or cost adds nothing to those rates (but still counts as a call)."""
         if call_id in self._calls:
             return False
         if len(self._calls) >= self.max_calls:
             self._calls.popitem(last=False)
-        self._calls[call_id] = _Call(at, model or "unknown", latency_ms, failed)
+        self._calls[call_id] = _Call(at, model or "unknown", latency_ms, failed, tokens or 0.0, cost or 0.0)
         self._earliest = at if self._earliest is None else min(self._earliest, at)
         return True
 
@@ -74,7 +80,7 @@ class RollingModelStats:
             return False
         at = _epoch(trace.get("ended_at")) or _epoch(trace.get("updated_at")) or now
         return self.add(trace["id"], at, trace.get("model") or "", trace.get("latency_ms"),
-                        status == TraceStatus.error.value)
+                        status == TraceStatus.error.value, trace.get("total_tokens"), trace.get("cost_usd"))
 
     def __len__(self) -> int:
         return len(self._calls)
@@ -112,6 +118,8 @@ class RollingModelStats:
                 calls_per_min=len(calls) / minutes,
                 error_rate=sum(c.failed for c in calls) / len(calls),
                 calls=len(calls),
+                cost_per_min=sum(c.cost for c in calls) / minutes,
+                tokens_per_min=sum(c.tokens for c in calls) / minutes,
             ))
         return result
 

@@ -17,6 +17,7 @@ import pandas as pd
 
 from .row_filter import RowFilter
 from .rows import Flag, empty_frame, rows_frame, table_row
+from .running import TICK_SECONDS, Clock, clock_cells
 
 Trace = dict[str, Any]
 
@@ -94,6 +95,7 @@ class TableState:
         self._next_label = 0
         self._new_until: dict[int, float] = {}  # row label -> when its "new" highlight ends
         self._flash_until: dict[int, float] = {}  # row label -> when its "changed" flash ends
+        self._last_tick: float | None = None  # when the running rows' elapsed cells last moved
 
     @property
     def loaded_count(self) -> int:
@@ -178,6 +180,27 @@ class TableState:
     def expire_flags(self, now: float) -> TableChanges:
         ending = [label for label, until in (*self._flash_until.items(), *self._new_until.items()) if until <= now]
         return self._refresh_flags(list(dict.fromkeys(ending)), now) if ending else NO_CHANGE
+
+    def tick_running(self, now: float, stuck_seconds: float) -> TableChanges:
+        """Move the elapsed time of the rows shown still in flight, once every ``TICK_SECONDS`` (rows just
+        shown get theirs at once); a row past ``stuck_seconds`` turns stuck. Only those rows are patched."""
+        due = self._last_tick is None or now - self._last_tick >= TICK_SECONDS
+        clocks = self.frame["clock"]
+        ticking = clocks != Clock.NONE.value
+        if not due:
+            ticking &= self.frame["elapsed_s"].isna()
+        if due:
+            self._last_tick = now
+        if not ticking.any():
+            return NO_CHANGE
+        ids = self.frame.loc[ticking, "id"]
+        return self._patch_rows({label: clock_cells(self._loaded[trace_id], now, stuck_seconds)
+                                 for label, trace_id in ids.items() if trace_id in self._loaded})
+
+    @property
+    def stuck_count(self) -> int:
+        """Rows shown whose call has run past the threshold."""
+        return int((self.frame["clock"] == Clock.STUCK.value).sum())
 
     def _remember(self, trace: Trace) -> None:
         """Keep the latest version of every loaded trace; the oldest are forgotten past ``max_rows``."""

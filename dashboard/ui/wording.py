@@ -62,6 +62,12 @@ def showing_words(shown: int, loaded: int, *, model: str, status: str, text: str
     return " · ".join(parts)
 
 
+def reset_words(at: float, reason: str) -> str:
+    """'stream reset at 14:03:22: the table was reloaded (events after 12 are no longer kept …)'."""
+    moment = datetime.fromtimestamp(at).astimezone().strftime("%H:%M:%S")
+    return f"stream reset at {moment}: the table was reloaded ({reason})"
+
+
 def refreshed_words(at: datetime, now: float) -> str:
     """'refreshed 14:03:22 (8 s ago)', in the viewer's local time."""
     ago = max(0, round(now - at.timestamp()))

@@ -16,7 +16,7 @@ from dashboard.ui.views.charts import MAX_POINTS, ModelCharts
 
 T0 = 1_800_000_000.0
 ENDED = datetime.fromtimestamp(T0, UTC).isoformat().replace("+00:00", "Z")
-FIELDS = ("p50", "p95", "calls_per_min", "error_pct")
+FIELDS = ("p50", "p95", "calls_per_min", "error_pct", "cost_per_min", "tokens_per_min")
 
 
 def trace(trace_id: str, **fields) -> dict:
@@ -58,7 +58,7 @@ class Charts:
 
     @property
     def figures(self):
-        return (self.charts.latency, self.charts.calls, self.charts.errors)
+        return (self.charts.latency, self.charts.calls, self.charts.errors, self.charts.cost, self.charts.tokens)
 
     def model_renderers(self, plot) -> list[GlyphRenderer]:
         """The renderers that draw a model (not the empty placeholder line every figure starts with)."""
@@ -200,3 +200,46 @@ def test_after_a_reload_the_charts_start_over_from_the_loaded_traces_past():
     assert len(times) > 10  # a line across the loaded past at once, not one point ramping up
     assert times[0] <= datetime.fromtimestamp(T0 - 200, UTC).replace(tzinfo=None)
     assert column(c.charts.sources["gpt-4o"], "p50")[-1] == 200.0
+
+
+def test_cost_and_tokens_per_minute_are_charted_per_model_with_their_units():
+    c = Charts(stats_seconds=5)
+    c.arrive(*(done(f"g{i}", "gpt-4o", 100.0) | {"total_tokens": 1500, "cost_usd": 0.01} for i in range(4)))
+    c.arrive(done("c0", "claude", 200.0) | {"total_tokens": 800, "cost_usd": 0.5}, done("c1", "claude", 300.0))
+    c.flush(T0 + 10)
+    gpt, claude = c.charts.sources["gpt-4o"], c.charts.sources["claude"]
+    # Over the first minute: what a reader of the two charts sees, worked out by hand.
+    assert column(gpt, "tokens_per_min") == [6000] and column(gpt, "cost_per_min") == pytest.approx([0.04])
+    assert column(claude, "tokens_per_min") == [800] and column(claude, "cost_per_min") == [0.5]  # c1 said neither
+    assert c.charts.cost.yaxis[0].axis_label == "USD / min"
+    assert c.charts.tokens.yaxis[0].axis_label == "tokens / min"
+    assert c.legend_labels(c.charts.cost) == c.legend_labels(c.charts.tokens) == ["claude", "gpt-4o"]
+    assert len(c.charts.panes) == 5  # beside the other three, in the same flex-wrapped row
+
+
+def test_a_marked_model_is_flagged_in_every_legend_with_its_reason_until_unmarked():
+    c = Charts()
+    c.charts.mark("claude", "p95 2,400 ms, above 2,000 ms")  # before its first call: marked when it appears
+    c.arrive(done("g", "gpt-4o", 100.0), done("c", "claude", 2400.0))
+    c.flush(T0)
+    for plot in c.figures:
+        assert c.legend_labels(plot) == ["⚠ claude", "gpt-4o"]
+    assert c.charts.marked.visible and "claude: p95 2,400 ms, above 2,000 ms" in c.charts.marked.object
+    c.charts.unmark("claude")
+    for plot in c.figures:
+        assert c.legend_labels(plot) == ["claude", "gpt-4o"]
+    assert not c.charts.marked.visible
+
+
+def test_a_reset_is_marked_where_it_happened_in_every_chart_once():
+    from bokeh.models import Span
+
+    from dashboard.client import Snapshot
+
+    c = Charts()
+    c.feed.ingest(Snapshot([done("s1", "gpt-4o", 100.0)], last_event_id=90, reason="events after 3 are no longer kept"))
+    c.flush(T0 + 60)
+    c.flush(T0 + 61)  # nothing new: the same reset is not marked twice
+    for plot in c.figures:
+        spans = [item for item in plot.center if isinstance(item, Span)]
+        assert [span.location for span in spans] == [(T0 + 60) * 1000]

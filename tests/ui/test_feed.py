@@ -163,6 +163,19 @@ def test_a_snapshot_replaces_the_rows():
     assert f.feed.last_refresh_at is not None
 
 
+def test_a_reset_is_said_with_when_and_why_and_marked_for_the_charts():
+    f = Feed()
+    f.feed.ingest(Snapshot([trace("first")], last_event_id=3))  # the first load: no reset
+    f.flush()
+    assert f.feed.reset_text == "" and f.feed.reset_times == []
+    f.feed.ingest(Snapshot([trace("s1")], last_event_id=90, reason="events after 3 are no longer kept"))
+    f.flush(T0 + 60)
+    assert f.feed.reset_text.startswith("stream reset at ")
+    assert f.feed.reset_text.endswith("the table was reloaded (events after 3 are no longer kept)")
+    assert f.feed.reset_times == [T0 + 60]
+    assert f.ids() == ["s1"]
+
+
 def health(**fields) -> StreamHealth:
     return StreamHealth(**fields)
 

@@ -3,6 +3,8 @@ understate traffic before the window has filled."""
 
 import math
 
+import pytest
+
 from dashboard.ui.stats import RollingModelStats, percentile
 
 
@@ -53,3 +55,22 @@ def test_at_most_max_calls_are_kept():
         stats.add(f"c{i}", 1000.0, "gpt-4o", 100.0, failed=False)
     assert len(stats) == 100
     assert stats.add("c0", 1000.0, "gpt-4o", 100.0, failed=False)  # forgotten, so it counts again
+
+
+def test_cost_and_tokens_per_minute_come_from_finished_traces_over_the_same_window_and_clock():
+    stats = RollingModelStats(window_seconds=300)
+    ended = "2027-01-15T08:00:00Z"
+    at = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+    for i in range(6):  # six calls at 1,000 tokens and $0.02 each, all ending at the same moment
+        trace = {"id": f"g{i}", "model": "gpt-4o", "status": "success", "latency_ms": 100.0, "ended_at": ended,
+                 "total_tokens": 1000, "cost_usd": 0.02}
+        assert stats.add_if_final(trace, now=at)
+    stats.add_if_final({"id": "r", "model": "gpt-4o", "status": "running", "total_tokens": 9999, "cost_usd": 9.0}, at)
+    stats.add_if_final({"id": "nocost", "model": "claude", "status": "error", "ended_at": ended}, at)
+    gpt_after_a_minute = {s.model: s for s in stats.compute(now=at + 30)}["gpt-4o"]
+    assert gpt_after_a_minute.tokens_per_min == 6000  # divided by a minute, like calls per minute
+    assert gpt_after_a_minute.cost_per_min == pytest.approx(0.12)
+    claude, gpt = stats.compute(now=at + 120)  # sorted by model name
+    assert gpt.tokens_per_min == 3000 and gpt.cost_per_min == pytest.approx(0.06)  # two minutes observed
+    assert claude.tokens_per_min == 0 and claude.cost_per_min == 0 and claude.calls == 1  # said neither
+    assert stats.compute(now=at + 301) == []  # out of the window: nothing left to spend

@@ -1,4 +1,4 @@
-"""Per-model latency (p50, p95), calls per minute and error rate over time, from the traces shown.
+"""Per-model latency (p50, p95), calls, errors, cost and tokens per minute over time, from the traces shown.
 
 Each model has one ColumnDataSource; a new point is streamed into it (with rollover) whenever the
 feed recomputes its stats, which it does only while connected. After a reload or a change of filters
@@ -9,10 +9,12 @@ new model adds lines to them. Latency is on a log scale: one 10 s call must not 
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, datetime
 
 import panel as pn
 import param
+from bokeh.core.properties import value as literal
 from bokeh.models import (
     ColumnDataSource,
     DataRange1d,
@@ -23,6 +25,7 @@ from bokeh.models import (
     LogTicker,
     NumeralTickFormatter,
     Range1d,
+    Span,
 )
 from bokeh.palettes import Category10_10
 from bokeh.plotting import figure
@@ -34,7 +37,8 @@ MAX_POINTS = 720  # an hour at one point every 5 s
 CHART_HEIGHT = 220
 CHART_MIN_WIDTH = 360  # the plot and its legend side by side, still readable
 LATENCY_RANGE = (100.0, 2000.0)  # ms, until there is data
-COLUMNS = ("time", "model", "p50", "p95", "calls_per_min", "error_pct")
+COLUMNS = ("time", "model", "p50", "p95", "calls_per_min", "error_pct", "cost_per_min", "tokens_per_min")
+MARK = "⚠ "  # before a marked model's name in every legend
 
 
 def _empty() -> dict[str, list]:
@@ -69,12 +73,15 @@ def _point(at: datetime, stats) -> dict[str, list]:
         # NaN (no successful call in the window) leaves a gap; None would be drawn at 0.
         "p50": [stats.p50_ms], "p95": [stats.p95_ms],
         "calls_per_min": [stats.calls_per_min], "error_pct": [stats.error_rate * 100],
+        "cost_per_min": [stats.cost_per_min], "tokens_per_min": [stats.tokens_per_min],
     }
 
 
 class ModelCharts(Viewer):
     feed = param.ClassSelector(class_=TraceFeed)
     stacked = param.Boolean(default=False, doc="One chart under another (a notebook's width), not three across.")
+    marks = param.Dict(default={}, doc="Model -> why it is marked (an alert in force): '⚠' before its name in "
+                                       "every legend, the reason under the charts. Set with ``mark``/``unmark``.")
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -85,19 +92,32 @@ class ModelCharts(Viewer):
         self.latency = _figure("Latency per model: p50 (solid) and p95 (dashed)", "ms (log scale)", time_range, "log")
         self.calls = _figure("Calls per minute", "calls / min", time_range)
         self.errors = _figure("Error rate", "% of calls", time_range)
+        self.cost = _figure("Cost per minute", "USD / min", time_range)
+        self.tokens = _figure("Tokens per minute", "tokens / min", time_range)
+        self.cost.yaxis.formatter = NumeralTickFormatter(format="$0.00[00]")
+        self.tokens.yaxis.formatter = NumeralTickFormatter(format="0.[0]a")  # 1.5k, 2m: short beside the axis
+        # From 0 up, never to -$1.00 when nothing was spent; at least a cent and 100 tokens tall.
+        self.cost.y_range.update(start=0, min_interval=0.01)
+        self.tokens.y_range.update(start=0, min_interval=100)
+        self.figures = (self.latency, self.calls, self.errors, self.cost, self.tokens)
+        self.items: dict[str, list[LegendItem]] = {}  # each model's legend entries, to mark them
         self.sources: dict[str, ColumnDataSource] = {}
         self.legends = {plot: Legend(items=[], location="top_left", click_policy="hide", label_text_font_size="11px")
-                        for plot in (self.latency, self.calls, self.errors)}
+                        for plot in self.figures}
         for plot, legend in self.legends.items():  # each chart says which colour is which model
             plot.add_layout(legend, "right")
         self._last_at: datetime | None = None
         for plot, fields in ((self.latency, "@p50{0,0} ms p50, @p95{0,0} ms p95"), (self.calls, "@calls_per_min{0.0}/min"),
-                             (self.errors, "@error_pct{0.0}%")):
+                             (self.errors, "@error_pct{0.0}%"), (self.cost, "$@cost_per_min{0,0.0000}/min"),
+                             (self.tokens, "@tokens_per_min{0,0} tokens/min")):
             plot.add_tools(HoverTool(tooltips=[("model", "@model"), ("", fields)], formatters={"@time": "datetime"}))
-        self.panes = [pn.pane.Bokeh(plot, sizing_mode="stretch_width") for plot in (self.latency, self.calls, self.errors)]
+        self.panes = [pn.pane.Bokeh(plot, sizing_mode="stretch_width") for plot in self.figures]
+        self.marked = pn.pane.HTML("", visible=False, styles={"color": "#b91c1c"}, css_classes=["trace-chart-marks"])
         self.empty = pn.pane.HTML('<div style="color:#6b7280;padding:8px">Charts fill in as calls complete.</div>')
         self.feed.param.watch(self._add_point, "stats_at")
         self.feed.param.watch(self._start_over, "stats_history")
+        self.feed.param.watch(self._mark_resets, "reset_times")
+        self._resets: dict[float, list[Span]] = {}
 
     def _source(self, model: str) -> ColumnDataSource:
         """The model's source; a new model gets its colour, lines and markers in all three charts."""
@@ -109,10 +129,13 @@ class ModelCharts(Viewer):
             p50_dots = self.latency.scatter("time", "p50", source=source, color=colour, size=5)
             p95 = self.latency.line("time", "p95", source=source, color=colour, line_width=1.5, line_dash="dashed")
             self.legends[self.latency].items.append(LegendItem(label=model, renderers=[p50, p50_dots, p95]))
-            for plot, field in ((self.calls, "calls_per_min"), (self.errors, "error_pct")):
+            for plot, field in ((self.calls, "calls_per_min"), (self.errors, "error_pct"), (self.cost, "cost_per_min"),
+                                (self.tokens, "tokens_per_min")):
                 line = plot.line("time", field, source=source, color=colour, line_width=2)
                 dots = plot.scatter("time", field, source=source, color=colour, size=5)
                 self.legends[plot].items.append(LegendItem(label=model, renderers=[line, dots]))
+            self.items[model] = [legend.items[-1] for legend in self.legends.values()]  # this model's, just added
+            self._label(model)
             self.sources[model] = source
         return source
 
@@ -152,6 +175,17 @@ class ModelCharts(Viewer):
         self._fit_latency()
         self._send()
 
+    def _mark_resets(self, *_: object) -> None:
+        """A dotted amber line in every chart where the stream was reset and the table reloaded: what is
+        drawn before it and after it came from two loads."""
+        for at in self.feed.reset_times:
+            if at not in self._resets:
+                self._resets[at] = [Span(location=at * 1000, dimension="height", line_color="#b45309",
+                                         line_dash="dotted", line_width=2) for _ in self.figures]
+                for plot, span in zip(self.figures, self._resets[at], strict=True):
+                    plot.add_layout(span)
+        self._send()
+
     def _send(self) -> None:
         """Send the charts' changes now. In a notebook, changes made to Bokeh models directly wait for
         the next push of some widget, and Panel drops whatever waits when any message comes from the
@@ -171,4 +205,26 @@ class ModelCharts(Viewer):
             charts = pn.Column(*self.panes, sizing_mode="stretch_width")
         else:  # three across where they fit, else as many as fit per line: never squeezed unreadable
             charts = pn.FlexBox(*self.panes, flex_wrap="wrap", sizing_mode="stretch_width")
-        return pn.Column(self.empty, charts, sizing_mode="stretch_width")
+        return pn.Column(self.empty, charts, self.marked, sizing_mode="stretch_width")
+
+    def mark(self, model: str, reason: str) -> None:
+        """Mark a model's lines (its alert fired), e.g. ``mark("gpt-4o", "p95 2,400 ms, above 2,000 ms")``."""
+        self.marks = {**self.marks, model: reason}
+
+    def unmark(self, model: str) -> None:
+        """The model's alert recovered: its name as before."""
+        self.marks = {name: why for name, why in self.marks.items() if name != model}
+
+    @param.depends("marks", watch=True)
+    def _show_marks(self) -> None:
+        for model in self.items:
+            self._label(model)
+        self.marked.object = " · ".join(f"{MARK}{html.escape(model)}: {html.escape(why)}"
+                                        for model, why in sorted(self.marks.items()))
+        self.marked.visible = bool(self.marks)
+        self._send()
+
+    def _label(self, model: str) -> None:
+        for item in self.items[model]:
+            # literal(): a plain string set after construction is sent as a field name, and the entry goes blank.
+            item.label = literal(MARK + model if model in self.marks else model)

@@ -38,7 +38,9 @@ class LiveControls(Viewer):
         self.refresh.on_click(lambda _: feed.refresh())
         self.refreshed = pn.pane.HTML(margin=(5, 10), styles={"color": "#4b5563"})
         self.holding = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"})
-        feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "refresh_text", "holding_reason"])
+        self.reset = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"}, visible=False, max_width=520)
+        feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "refresh_text", "holding_reason",
+                                        "reset_text"])
         self._render()
 
     def _render(self, *_: object) -> None:
@@ -55,14 +57,16 @@ class LiveControls(Viewer):
             f'display:inline-block"></span>{html.escape(feed.connection_text)}</span>'
         )
         self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
+        self.reset.visible = bool(feed.reset_text)
+        self.reset.object = f'<span class="trace-reset">{html.escape(feed.reset_text)}</span>'
         self.holding.visible = bool(feed.holding_reason)
         self.holding.object = (f'<span class="trace-holding">new rows wait while {html.escape(feed.holding_reason)}'
                                '</span>' if feed.holding_reason else "")
 
     def __panel__(self):
         middle = [self.banner] if self.banner is not None else []
-        return pn.Row(self.toggle, self.badge, self.connection, self.holding, *middle, pn.layout.HSpacer(), self.refreshed,
-                      self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
+        return pn.Row(self.toggle, self.badge, self.connection, self.holding, *middle, pn.layout.HSpacer(), self.reset,
+                      self.refreshed, self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
 
 
 class FilterBar(Viewer):

@@ -14,6 +14,8 @@ from bokeh.models.widgets.tables import HTMLTemplateFormatter, NumberFormatter
 from panel.viewable import Viewer
 
 from ..feed import TraceFeed
+from ..running import CLOCK_COLUMNS
+from .cells import LATENCY_TEMPLATE, RUNNING_CSS, STATUS_TEMPLATE
 from .sensor import TableSensor
 from .style import trace_status_css
 
@@ -25,7 +27,7 @@ TABLE_CSS = """
 .tabulator-row:has([data-flag="new"]) { background-color: #fffbeb !important; box-shadow: inset 4px 0 0 #f59e0b; }
 .tabulator-row:has([data-flag="changed"]) { background-color: #dbeafe !important; box-shadow: inset 4px 0 0 #3b82f6; }
 .tabulator-row.tabulator-selected { background-color: #e0e7ff !important; outline: 2px solid #4f46e5; outline-offset: -2px; }
-""" + trace_status_css()
+""" + trace_status_css() + RUNNING_CSS
 
 
 class ReadOnlyTabulator(pn.widgets.Tabulator):
@@ -56,15 +58,13 @@ class TraceTable(Viewer):
             show_index=False,
             selectable=1,
             disabled=True,
-            hidden_columns=["seq", "id", "flag"],
+            hidden_columns=["seq", "id", "flag", *CLOCK_COLUMNS],
             titles={"time": "time (UTC)", "latency_ms": "latency ms", "total_tokens": "tokens", "cost_usd": "cost $"},
             formatters={
-                "status": HTMLTemplateFormatter(
-                    template='<span class="status-pill status-<%= value %>" data-flag="<%= flag %>" data-id="<%- id %>">'
-                             '<%= value %></span>'),
+                "status": HTMLTemplateFormatter(template=STATUS_TEMPLATE),
                 # The whole error on hover when the cell cuts it off (escaped: it is the writer's text).
                 "error": HTMLTemplateFormatter(template='<span title="<%- value %>"><%- value %></span>'),
-                "latency_ms": NumberFormatter(format="0,0"),
+                "latency_ms": HTMLTemplateFormatter(template=LATENCY_TEMPLATE),
                 "total_tokens": NumberFormatter(format="0,0"),
                 "cost_usd": NumberFormatter(format="0.00000"),
             },

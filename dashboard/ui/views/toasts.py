@@ -37,7 +37,7 @@ class Toaster:
         if area is None:
             return
         self.forget_faded()
-        duration = self.error_ms if level == "error" else self.info_ms
+        duration = self.error_ms if level in ("error", "warning") else self.info_ms  # a warning is an alert
         send = getattr(area, level if level in LEVELS else "info")
         notification = send(message, duration=duration)
         self._shown.append((self._clock() + duration / 1000 + 1.0, notification))
