@@ -7,6 +7,7 @@ import httpx
 from playwright.sync_api import Page, expect
 
 from ..support import poll_until
+from .chromium import open_event_source
 from .conftest import shot
 
 TIMEOUT = 20_000  # ms: first render of a Panel page on a busy 2-core machine
@@ -100,18 +101,11 @@ def test_a_plain_eventsource_with_a_ticket_receives_events(stack, page):
     api, _panel = stack()
     page.goto(f"{api.url}/healthz")  # same origin as the API
     token = api.token("alice")
-    page.evaluate("""async (token) => {
-        const response = await fetch('/api/analytics/traces/stream/ticket',
-                                     {method: 'POST', headers: {Authorization: 'Bearer ' + token}});
-        const {ticket} = await response.json();
-        window.received = [];
-        const source = new EventSource('/api/analytics/traces/stream?ticket=' + encodeURIComponent(ticket));
-        source.addEventListener('subscribed', () => { window.subscribed = true; });
-        source.addEventListener('trace', (e) => window.received.push(JSON.parse(e.data).name));
-    }""", token)
+    open_event_source(page, token)
     page.wait_for_function("window.subscribed === true", timeout=TIMEOUT)
     post(api, "alice", name="seen-by-eventsource")
-    page.wait_for_function("window.received.includes('seen-by-eventsource')", timeout=TIMEOUT)
+    page.wait_for_function("window.received.some((data) => JSON.parse(data).name === 'seen-by-eventsource')",
+                           timeout=TIMEOUT)
 
 
 def test_arrivals_wait_behind_the_badge_while_the_user_has_scrolled(stack, page):

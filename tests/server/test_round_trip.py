@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ..browser.chromium import CHROMIUM, CHROMIUM_ARGS
+from ..browser.chromium import CHROMIUM, CHROMIUM_ARGS, open_event_source
 from ..streams import open_stream
 
 EXAMPLES = 100  # generated traces per store
@@ -203,15 +203,7 @@ def test_a_browser_eventsource_reads_nasty_traces_byte_exact(api, store):
         try:
             page = browser.new_page()
             page.goto(f"{api.url}/healthz")  # the API's own origin: no CORS in the way
-            page.evaluate("""async (token) => {
-                const response = await fetch('/api/analytics/traces/stream/ticket',
-                                             {method: 'POST', headers: {Authorization: 'Bearer ' + token}});
-                const {ticket} = await response.json();
-                window.received = [];
-                const source = new EventSource('/api/analytics/traces/stream?ticket=' + encodeURIComponent(ticket));
-                source.addEventListener('subscribed', () => { window.subscribed = true; });
-                source.addEventListener('trace', (event) => window.received.push(event.data));
-            }""", token)
+            open_event_source(page, token)
             page.wait_for_function("window.subscribed === true", timeout=15_000)
             sent: dict[str, dict[str, Any]] = {}
             refused = 0
