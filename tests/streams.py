@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -90,3 +91,12 @@ async def read_with_resume(client: httpx.AsyncClient, headers: dict[str, str], c
                         if len(ids) == count:
                             break
     return ids, reconnects
+
+
+def stalled_reader(port: int, token: str) -> socket.socket:
+    """A client that opens a stream with a tiny receive buffer and never reads it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    return sock

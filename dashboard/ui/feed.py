@@ -198,19 +198,18 @@ class TraceFeed(FeedParams):
         """A query that parses and runs over the rows loaded applies to them and to every arrival, live
         staying on; any other keeps the last good one in force and says why in ``query_error``."""
         try:
-            candidate = replace(self._filter, query=compile_query(self.query, QUERY_COLUMNS))
-            candidate.keeps(self._table.matching(RowFilter()))
+            self._refilter(replace(self._filter, query=compile_query(self.query, QUERY_COLUMNS)))
         except QueryError as exc:
             self.query_error = f"the query {exc}; the last good one is still applied"
             return
         self.query_error = ""
-        self._refilter(candidate)
 
     def _refilter(self, which: RowFilter) -> None:
-        """Show exactly the loaded rows ``which`` keeps; the counts and the charts start over from them."""
+        """Show exactly the loaded rows ``which`` keeps; the counts and the charts start over from them.
+        A query that fails on the rows loaded raises ``QueryError`` before anything changes."""
+        changes = self._table.refilter(which)
         self._filter = which
         with pn.io.hold():
-            changes = self._table.refilter(which)
             self.frame = self._table.frame  # before the changes: the table view reads the frame on them
             self._publish(changes)
             self.new_count = len(self._table.held)

@@ -124,10 +124,13 @@ class TableState:
 
     def refilter(self, which: RowFilter) -> TableChanges:
         """Show exactly the loaded traces the filter keeps (and are not held), plain; held ones it no
-        longer keeps are let go."""
+        longer keeps are let go. The filter is applied once, to both, before anything changes: a query
+        that fails on these rows (``QueryError``) leaves the table as it was."""
         held = list(self.held.values())
-        self.held = OrderedDict((t["id"], t) for t in which.matching(held))
-        shown = which.matching([t for t in self._loaded.values() if t["id"] not in self.held])
+        rest = [t for t in self._loaded.values() if t["id"] not in self.held]
+        kept = which.keeps(held + rest)
+        self.held = OrderedDict((t["id"], t) for t, keep in zip(held, kept[:len(held)], strict=True) if keep)
+        shown = [t for t, keep in zip(rest, kept[len(held):], strict=True) if keep]
         self._labels = {}
         self._new_until = {}
         self._flash_until = {}

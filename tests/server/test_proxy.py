@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import time
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from ..nginx import Nginx, make_self_signed_cert, nginx_binary
-from ..streams import STREAM, open_stream, post_trace
+from ..streams import STREAM, open_stream, post_trace, stalled_reader
 from ..support import free_port, poll_until, wait_until
 
 pytestmark = pytest.mark.skipif(nginx_binary() is None or shutil.which("openssl") is None,
@@ -135,14 +134,6 @@ async def test_without_pings_nginx_cuts_a_quiet_stream_at_its_read_timeout(make_
     assert READ_TIMEOUT - 0.1 <= cut_after < READ_TIMEOUT + 2, cut_after
     await wait_until(lambda: api.services.hub.open_streams == 0)  # and the API let the stream go
 
-
-def stalled_reader(port: int, token: str) -> socket.socket:
-    """A client that opens a stream with a tiny receive buffer and never reads it."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET {STREAM} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-    return sock
 
 
 @SQLITE

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from contextlib import AsyncExitStack
 
 import httpx
 
-from ..streams import open_stream, read_with_resume
+from ..streams import open_stream, read_with_resume, stalled_reader
 from ..support import wait_until
 
 
@@ -59,14 +58,6 @@ async def test_a_burst_of_10000_events_loses_nothing(make_api):
         for ids, _reconnects in await asyncio.gather(*readers):
             assert ids == list(range(1, 10_001))
 
-
-def stalled_reader(port: int, token: str) -> socket.socket:
-    """A client that opens a stream with a tiny receive buffer and never reads it."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET /api/analytics/traces/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-    return sock
 
 
 async def test_a_stalled_reader_is_dropped_while_the_others_keep_pace(make_api):

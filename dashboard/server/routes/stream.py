@@ -29,7 +29,7 @@ async def stream_principal(request: Request, services: Services, ticket: str | N
     services.limits.check_client(request)
     header_token = bearer_token(request.headers.get("authorization"))
     if header_token is not None:
-        return room_for(services, await services.auth.verify_token(header_token))
+        return await services.auth.verify_token(header_token)
     if ticket:
         principal, ticket_id = services.auth.verify_ticket(ticket)
         room_for(services, principal)
@@ -37,7 +37,7 @@ async def stream_principal(request: Request, services: Services, ticket: str | N
             raise AuthError("ticket_reused", "this ticket was already used; get a new one for each connection")
         return principal
     if token:
-        return room_for(services, await services.auth.verify_token(token))
+        return await services.auth.verify_token(token)
     raise AuthError("missing_credentials", "send 'Authorization: Bearer <token>', or ?ticket= from "
                     "POST /api/analytics/traces/stream/ticket")
 
@@ -109,7 +109,7 @@ async def trace_stream(
     resume_from = resume_point(last_event_id_header, last_event_id)  # before a ticket is spent on a bad request
     principal = await stream_principal(request, services, ticket, token)
     which = EventFilter(user_id=principal.user_id, model=model, status=status.value if status else None)
-    room_for(services, principal)  # checked again: others may have taken the room while the ticket was spent
+    room_for(services, principal)  # for a ticket, again: others may have taken the room while it was spent
     sub = services.hub.subscribe(which)
     frames = stream_frames(services.settings, services.backend.events, services.metrics, sub, principal, resume_from)
     return TraceStreamResponse(frames, services.hub, sub)
