@@ -1015,6 +1015,7 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
         "TRACES_JWT_SECRET": SECRET,
         "TRACES_DB_URL": f"sqlite:///{workdir / 'traces.db'}",
         "TRACES_MAX_STREAMS_PER_USER": str(cfg.max_streams_per_user),
+        "TRACES_WRITE_RATE": "0",  # no write rate limit: the prefill posts 5000 traces at once
     })
     row_cap = Settings.from_env(env).dashboard_rows
     api_port = free_port()
