@@ -35,7 +35,7 @@ from .views.totals import TotalsLine
 
 log = logging.getLogger(__name__)
 
-EXTENSIONS = ("tabulator", "echarts")
+EXTENSIONS = ("tabulator",)
 # Toasts in the page's own font, at the bottom left: over the gauge, which only shows, clear of the
 # controls, the table's rows, the detail a user is reading and the charts (at 1440×900).
 PAGE_CSS = """
@@ -165,6 +165,7 @@ def serve() -> TraceDashboard:
 
     def stop(_context: object) -> None:
         feed.cancel()
+        dashboard.charts.close()
         try:  # after Panel's own clean-up callbacks, which run in the same pass in no fixed order
             asyncio.get_running_loop().call_soon(forget_views_of, doc)
         except RuntimeError:  # not on an event loop

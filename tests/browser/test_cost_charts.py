@@ -18,7 +18,7 @@ CANVAS_BOXES = CANVAS_BOTTOMS.replace("found.push(e.getBoundingClientRect().bott
 
 
 def plots(page) -> list[list[float]]:
-    """The five charts' boxes (Bokeh draws each on more than one canvas; the gauge is not one of them)."""
+    """The five charts' boxes (Bokeh draws each on more than one canvas)."""
     return sorted({tuple(box) for box in page.evaluate(CANVAS_BOXES) if box[3] == CHART_HEIGHT})
 
 
@@ -44,7 +44,7 @@ def test_cost_and_token_charts_and_the_totals_since_the_page_opened(stack, brows
         for title in ("Cost per minute", "Tokens per minute"):  # Bokeh draws titles on the canvas: check the model
             assert page.evaluate("(t) => Bokeh.documents.some((d) => [...d.all_models].some((m) => m.text === t))",
                                  title), title
-        page.wait_for_function(CANVAS_BOXES + ".length >= 6", timeout=TIMEOUT)  # the gauge and five charts
+        page.wait_for_function(CANVAS_BOXES + ".length >= 6", timeout=TIMEOUT)  # the five charts
         page.wait_for_timeout(500)  # let Bokeh finish drawing the last points before the picture
         shot(page, "cost-1440x900")
         charts = plots(page)

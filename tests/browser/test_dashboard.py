@@ -3,6 +3,8 @@ gauge, and a plain EventSource with a ticket. Screenshots land in tests/browser/
 
 from __future__ import annotations
 
+import re
+
 import httpx
 from playwright.sync_api import Page, expect
 
@@ -92,6 +94,8 @@ def test_the_health_gauge_warns_when_pings_stop_and_recovers_on_traffic(stack, p
     api, panel = stack(api_env={"TRACES_PING_INTERVAL": "3600"}, panel_env={"TRACES_HEALTH_WARN_SECONDS": "2"})
     open_dashboard(page, panel)
     expect(page.locator(".trace-health[data-warning='true']")).to_be_visible(timeout=TIMEOUT)
+    # The dial says the same seconds, past two thirds of its span (the warning is at 2 s of 3).
+    expect(page.locator("svg.trace-gauge")).to_have_attribute("aria-label", re.compile(r"since last ping: [2-9]\d* s"))
     shot(page, "health-warning")
     post(api, "alice", name="sign-of-life", status="running")
     expect(page.locator(".trace-health[data-warning='false']")).to_be_visible(timeout=TIMEOUT)
@@ -195,7 +199,7 @@ def test_closing_tabs_closes_their_streams(stack, browser):
     poll_until(lambda: open_streams(api) == 0, timeout=30, what="the closed tabs' streams to end")
 
 
-# The bottom edge of every drawn canvas (Bokeh's charts and the ECharts gauge), inside shadow roots too.
+# The bottom edge of every drawn canvas (Bokeh draws each chart on more than one), inside shadow roots too.
 CANVAS_BOTTOMS = """(() => {
     const found = [];
     const walk = (root) => root.querySelectorAll('*').forEach((e) => {
@@ -218,9 +222,9 @@ def test_at_1440_by_900_the_charts_are_above_the_fold_and_a_cut_off_error_shows_
         cell = row(page, "long-error").locator(".tabulator-cell[tabulator-field='error'] span")
         expect(cell).to_have_attribute("title", error, timeout=TIMEOUT)  # the whole text, as written
         expect(row(page, "long-error").locator("b")).to_have_count(0)  # shown as text, never as markup
-        page.wait_for_function(CANVAS_BOTTOMS + ".length >= 6", timeout=TIMEOUT)  # the gauge and five charts
+        page.wait_for_function(CANVAS_BOTTOMS + ".length >= 6", timeout=TIMEOUT)  # the five charts
         bottoms = page.evaluate(CANVAS_BOTTOMS)
-        # The gauge and the latency, calls and errors charts whole on the first screen; cost and tokens wrap under.
+        # The latency, calls and errors charts whole on the first screen; cost and tokens wrap under.
         first_row = [bottom for bottom in bottoms if bottom < min(bottoms) + 200]
         assert len(first_row) >= 4 and max(first_row) <= 900, bottoms
         shot(page, "fold-1440x900")

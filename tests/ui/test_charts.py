@@ -86,7 +86,7 @@ def test_before_any_call_completes_the_note_shows_and_no_model_is_drawn():
         # only the empty placeholder line, with no data
         assert [dict(r.data_source.data) for r in plot.renderers] == [{"x": [], "y": []}]
     layout = c.charts.__panel__()
-    assert layout.objects[0] is c.charts.empty  # the note sits above the charts
+    assert layout.objects[0].objects == [c.charts.empty]  # the note, where the charts will be
 
 
 def test_each_model_gets_one_source_with_one_point_per_recompute_matching_the_feeds_stats():
@@ -101,6 +101,7 @@ def test_each_model_gets_one_source_with_one_point_per_recompute_matching_the_fe
     assert len(c.recomputed) == 3
 
     assert not c.charts.empty.visible
+    assert c.charts.holder.objects[0].objects == c.charts.panes  # the figures, in the note's place
     assert sorted(c.charts.sources) == ["claude", "gpt-4o"]
     for model, source in c.charts.sources.items():
         assert column(source, "time") == [at for at, _ in c.recomputed]
@@ -243,3 +244,30 @@ def test_a_reset_is_marked_where_it_happened_in_every_chart_once():
     for plot in c.figures:
         spans = [item for item in plot.center if isinstance(item, Span)]
         assert [span.location for span in spans] == [(T0 + 60) * 1000]
+
+
+async def test_served_the_figures_join_the_page_a_moment_after_their_first_points_and_not_after_the_session():
+    """In a served page the first points come with the table's first rows; the figures follow in a message
+    of their own, so the rows and the connection state are drawn first. A session gone meanwhile gets none."""
+    import asyncio
+
+    from bokeh.document import Document
+    from panel.io.state import set_curdoc
+
+    from dashboard.ui.views import charts as charts_module
+
+    for close_first in (False, True):
+        c = Charts()
+        with set_curdoc(Document()):
+            c.arrive(done("a", "gpt-4o", 300.0))
+            c.flush(T0)
+            assert c.charts.sources and c.charts.holder.objects == [c.charts.empty]  # not yet in the page
+            timer = c.charts._show_later
+            assert timer is not None and timer.when() - asyncio.get_running_loop().time() <= charts_module.SHOW_AFTER_S
+            if close_first:
+                c.charts.close()
+                assert timer.cancelled()
+                continue
+            while c.charts.holder.objects == [c.charts.empty] and asyncio.get_running_loop().time() < timer.when() + 5:
+                await asyncio.sleep(0.01)  # the timer's turn
+        assert c.charts.holder.objects[0].objects == c.charts.panes

@@ -1,9 +1,10 @@
 """The dashboard's views: each a ``Viewer`` over one TraceFeed, reading it and calling its actions."""
 
 from .charts import ModelCharts
-from .controls import ErrorBanner, FilterBar, HealthGauge, LiveControls, TokenPrompt
+from .controls import ErrorBanner, FilterBar, LiveControls, TokenPrompt
 from .detail import TraceDetail
 from .export import ExportButtons
+from .health import HealthGauge
 from .table import TraceTable
 from .toasts import Toaster
 

@@ -5,10 +5,16 @@ feed recomputes its stats, which it does only while connected. After a reload or
 the sources start over from the feed's ``stats_history`` (the loaded traces' past), so a chart never
 mixes what two filters showed, and never ramps up from nothing. The figures are built once; only a
 new model adds lines to them. Latency is on a log scale: one 10 s call must not flatten every other line.
+
+The figures join the page a moment after the batch that brings their first points, with those points
+and lines already in them: drawing five figures is most of what a browser does to open the page, so the
+table and the connection state come first, and lines added to figures already drawn (Bokeh lays a
+figure out again for each) are avoided.
 """
 
 from __future__ import annotations
 
+import asyncio
 import html
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -40,6 +46,7 @@ CHART_MIN_WIDTH = 360  # the plot and its legend side by side, still readable
 LATENCY_RANGE = (100.0, 2000.0)  # ms, until there is data
 COLUMNS = ("time", "model", "p50", "p95", "calls_per_min", "error_pct", "cost_per_min", "tokens_per_min")
 MARK = "⚠ "  # before a marked model's name in every legend
+SHOW_AFTER_S = 0.3  # served: the figures join the page this long after their first points (a batch or so later)
 
 
 def _empty() -> dict[str, list]:
@@ -115,6 +122,9 @@ class ModelCharts(Viewer):
         self.panes = [pn.pane.Bokeh(plot, sizing_mode="stretch_width") for plot in self.figures]
         self.marked = pn.pane.HTML("", visible=False, styles={"color": "#b91c1c"}, css_classes=["trace-chart-marks"])
         self.empty = pn.pane.HTML('<div style="color:#6b7280;padding:8px">Charts fill in as calls complete.</div>')
+        self.holder = pn.Column(self.empty, sizing_mode="stretch_width")  # the note, then the figures
+        self._shown = False
+        self._show_later: asyncio.TimerHandle | None = None
         self.feed.param.watch(self._add_point, "stats_at")
         self.feed.param.watch(self._start_over, "stats_history")
         self.feed.param.watch(self._mark_resets, "reset_times")
@@ -166,7 +176,7 @@ class ModelCharts(Viewer):
             for model, data in columns.items():
                 self._source(model).data = {name: values[-MAX_POINTS:] for name, values in data.items()}
         if self.feed.stats_history:
-            self.empty.visible = False
+            self._show_soon()
         self._fit_latency()
         self._send()
 
@@ -177,7 +187,7 @@ class ModelCharts(Viewer):
         if self._last_at is not None and at <= self._last_at:
             return
         self._last_at = at
-        self.empty.visible = False
+        self._show_soon()
         with self._frozen():
             for model in self.feed.model_stats:
                 if model.model in self.sources:
@@ -213,12 +223,42 @@ class ModelCharts(Viewer):
         low, high = (min(values), max(values)) if values else LATENCY_RANGE
         self.latency.y_range.update(start=low / 1.5, end=high * 1.5)
 
-    def __panel__(self):
+    def _show_soon(self) -> None:
+        """Put the figures in the page: served, a moment from now, in a message of their own; elsewhere
+        (a notebook, a test) at once."""
+        if self._shown or self._show_later is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or pn.state.curdoc is None:
+            self._show()
+        else:  # the handle is cancelled by ``close`` if the session ends first
+            self._show_later = loop.call_later(SHOW_AFTER_S, self._show_held)
+
+    def _show_held(self) -> None:
+        self._show_later = None
+        with pn.io.hold():
+            self._show()
+
+    def _show(self) -> None:
+        self._shown = True
+        self.empty.visible = False
         if self.stacked:
             charts = pn.Column(*self.panes, sizing_mode="stretch_width")
         else:  # three across where they fit, else as many as fit per line: never squeezed unreadable
             charts = pn.FlexBox(*self.panes, flex_wrap="wrap", sizing_mode="stretch_width")
-        return pn.Column(self.empty, charts, self.marked, sizing_mode="stretch_width")
+        self.holder.objects = [charts]
+
+    def close(self) -> None:
+        """The session ended: the figures will not be shown."""
+        if self._show_later is not None:
+            self._show_later.cancel()
+            self._show_later = None
+
+    def __panel__(self):
+        return pn.Column(self.holder, self.marked, sizing_mode="stretch_width")
 
     def mark(self, model: str, reason: str) -> None:
         """Mark a model's lines (its alert fired), e.g. ``mark("gpt-4o", "p95 2,400 ms, above 2,000 ms")``."""

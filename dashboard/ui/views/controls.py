@@ -1,5 +1,5 @@
 """The strip above the table: live toggle with its "N new" badge, the status light and words, Refresh
-with its time, filters, the connection-health gauge, the error banner with Retry, and the token prompt."""
+with its time, filters, the error banner with Retry, and the token prompt (the health gauge is health.py)."""
 
 from __future__ import annotations
 
@@ -115,59 +115,6 @@ class FilterBar(Viewer):
         query = pn.Column(self.query, self.query_error, margin=0)
         return pn.FlexBox(self.model, self.trace_status, self.text, query, self.showing, *extra,
                           flex_wrap="wrap", align_items="flex-start", sizing_mode="stretch_width")
-
-
-GAUGE_COLOURS = [(0.5, "#16a34a"), (2 / 3, "#d97706"), (1, "#dc2626")]
-QUIET_GAUGE_COLOURS = [(1, "#d1d5db")]  # no connection: no colour that says fresh or stale
-
-
-class HealthGauge(Viewer):
-    """Seconds since the last ping or event, green while fresh, amber near and red past the warning."""
-
-    feed = param.ClassSelector(class_=TraceFeed)
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        warn = self.feed.warn_after
-        self.gauge = pn.indicators.Gauge(
-            name="since last ping", value=0, bounds=(0, int(warn * 1.5)), format="{value} s",
-            colors=GAUGE_COLOURS, width=190, height=190, margin=0, title_size=11, num_splits=3, annulus_width=10,
-            # The title and the value sit below the hub, clear of the needle; the needle is a plain
-            # dark hand on a capped hub, so it reads as pointing at a number, not as an arrow.
-            custom_opts={"title": {"offsetCenter": [0, "88%"], "color": "#4b5563"},
-                         "detail": {"offsetCenter": [0, "58%"], "fontSize": 22},
-                         "pointer": {"length": "58%", "width": 4, "itemStyle": {"color": "#374151"}},
-                         "anchor": {"show": True, "showAbove": True, "size": 14,
-                                    "itemStyle": {"color": "#ffffff", "borderColor": "#374151", "borderWidth": 3}}},
-        )
-        self.caption = pn.pane.HTML(margin=(0, 10), styles={"font-size": "14px"}, width=210)
-        self.feed.param.watch(self._render, ["heartbeat_age", "health_warning", "connection"])
-        self._render()
-
-    def _render(self, *_: object) -> None:
-        feed = self.feed
-        age = None if feed.heartbeat_age is None else round(feed.heartbeat_age)  # one number, gauge and words
-        self.gauge.value = min(age or 0, self.gauge.bounds[1])
-        self.gauge.format = "{value} s" if age is not None else "—"
-        self.gauge.colors = GAUGE_COLOURS if age is not None else QUIET_GAUGE_COLOURS
-        if age is None:
-            quiet = feed.connection in (ConnectionStatus.off, ConnectionStatus.error)
-            words = "no connection" if quiet else "waiting for the first ping"
-            line = f'<span class="trace-health" data-warning="false">{words}</span>'
-        elif feed.health_warning:
-            line = (f'<span class="trace-health" data-warning="true" style="color:#dc2626;font-weight:600">'
-                    f'⚠ no ping or event for {age} s</span>')
-        elif feed.connection != ConnectionStatus.connected:  # reconnecting: not healthy, though not yet a minute of silence
-            line = (f'<span class="trace-health" data-warning="false" style="color:#b45309;font-weight:600">'
-                    f'{feed.connection.value}: last sign of life {age} s ago</span>')
-        else:
-            line = f'<span class="trace-health" data-warning="false">healthy: last sign of life {age} s ago</span>'
-        self.caption.object = (f'<div style="font-weight:600;color:#374151;margin-bottom:4px">Connection health</div>{line}'
-                               f'<div style="color:#6b7280;font-size:12px;margin-top:4px">'
-                               f'warns after {feed.warn_after:g} s without a ping or event</div>')
-
-    def __panel__(self):
-        return pn.Column(self.gauge, self.caption, width=230)
 
 
 class ErrorBanner(Viewer):
