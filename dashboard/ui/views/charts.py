@@ -29,9 +29,11 @@ from bokeh.models import (
     HoverTool,
     Legend,
     LegendItem,
+    Line,
     LogTicker,
     NumeralTickFormatter,
     Range1d,
+    Scatter,
     Span,
 )
 from bokeh.palettes import Category10_10
@@ -57,9 +59,10 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
     # A log axis gets a range of its own, set from the data: Bokeh draws no axis at all when every
     # value is NaN (a model whose calls all failed), and a log axis cannot start at 0.
     y_range = Range1d(*LATENCY_RANGE) if y_axis_type == "log" else DataRange1d()
+    # No tools but the hover added later: with the toolbar hidden a drag would pan a chart with no way back.
     plot = figure(title=title, x_axis_type="datetime", x_range=x_range, height=CHART_HEIGHT,
                   sizing_mode="stretch_width", min_width=CHART_MIN_WIDTH, styles={"flex": f"1 1 {CHART_MIN_WIDTH}px"},
-                  toolbar_location=None, y_axis_label=y_label, min_border_left=50,
+                  tools="", toolbar_location=None, y_axis_label=y_label, min_border_left=50,
                   y_axis_type=y_axis_type, y_range=y_range)
     plot.title.text_font_size = "13px"
     if y_axis_type == "log":  # 100, 200, 500, 1,000, 2,000 ms: round numbers a person reads at a glance
@@ -71,8 +74,18 @@ def _figure(title: str, y_label: str, x_range: DataRange1d, y_axis_type: str = "
                                                  hourmin="%H:%M", hours="%H:%M", context=None)
     # An empty line until the first model arrives: a figure with no renderer makes Bokeh log a
     # MISSING_RENDERERS warning for every page opened.
-    plot.line(x=[], y=[])
+    plot.add_glyph(ColumnDataSource({"x": [], "y": []}), Line(x="x", y="y"))
     return plot
+
+
+def _lines(plot, source: ColumnDataSource, field: str, colour: str, width: float = 2, dash: str = "solid",
+           dots: bool = True) -> list:
+    """A model's line (and its points) in one chart. Glyphs added directly: ``figure.line`` builds
+    several more models per line (selection, hover and muted copies), a cost paid for every page opened."""
+    renderers = [plot.add_glyph(source, Line(x="time", y=field, line_color=colour, line_width=width, line_dash=dash))]
+    if dots:
+        renderers.append(plot.add_glyph(source, Scatter(x="time", y=field, fill_color=colour, line_color=colour, size=5)))
+    return renderers
 
 
 def _point(at: datetime, stats) -> dict[str, list]:
@@ -136,15 +149,12 @@ class ModelCharts(Viewer):
         if source is None:
             source = ColumnDataSource(_empty())
             colour = Category10_10[len(self.sources) % len(Category10_10)]
-            p50 = self.latency.line("time", "p50", source=source, color=colour, line_width=2)
-            p50_dots = self.latency.scatter("time", "p50", source=source, color=colour, size=5)
-            p95 = self.latency.line("time", "p95", source=source, color=colour, line_width=1.5, line_dash="dashed")
-            self.legends[self.latency].items.append(LegendItem(label=model, renderers=[p50, p50_dots, p95]))
+            latency = (_lines(self.latency, source, "p50", colour)
+                       + _lines(self.latency, source, "p95", colour, width=1.5, dash="dashed", dots=False))
+            self.legends[self.latency].items.append(LegendItem(label=model, renderers=latency))
             for plot, field in ((self.calls, "calls_per_min"), (self.errors, "error_pct"), (self.cost, "cost_per_min"),
                                 (self.tokens, "tokens_per_min")):
-                line = plot.line("time", field, source=source, color=colour, line_width=2)
-                dots = plot.scatter("time", field, source=source, color=colour, size=5)
-                self.legends[plot].items.append(LegendItem(label=model, renderers=[line, dots]))
+                self.legends[plot].items.append(LegendItem(label=model, renderers=_lines(plot, source, field, colour)))
             self.items[model] = [legend.items[-1] for legend in self.legends.values()]  # this model's, just added
             self._label(model)
             self.sources[model] = source
