@@ -46,6 +46,7 @@ class Query:
 
     text: str
     tree: ast.expr
+    columns: frozenset[str]  # the columns it names: all a frame needs to be filtered by it
 
     def mask(self, frame: pd.DataFrame) -> pd.Series:
         """True for each row of ``frame`` the expression keeps; ``QueryError`` if it cannot be applied
@@ -79,8 +80,9 @@ def compile_query(text: str, columns: Collection[str]) -> Query | None:
         raise QueryError(f"does not parse: {exc.msg}{where}") from None
     except (ValueError, RecursionError, MemoryError):
         raise QueryError("does not parse") from None
-    _check(tree, frozenset(columns), depth=0)
-    return Query(text, tree)
+    known = frozenset(columns)
+    _check(tree, known, depth=0)
+    return Query(text, tree, frozenset(node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and node.id in known))
 
 
 def _check(node: ast.AST, columns: frozenset[str], depth: int) -> None:

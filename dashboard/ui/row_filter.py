@@ -25,7 +25,7 @@ class RowFilter:
         """For each trace, whether the table may show it; ``QueryError`` if the query cannot be applied."""
         keep = [matches_text(trace, self.text) for trace in traces]
         if self.query is not None and traces:
-            frame = rows_frame([table_row(trace) for trace in traces], list(range(len(traces))))
+            frame = rows_frame([table_row(trace) for trace in traces], list(range(len(traces))), self.query.columns)
             keep = [kept and bool(match) for kept, match in zip(keep, self.query.mask(frame), strict=True)]
         return keep
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -57,12 +58,17 @@ def empty_frame() -> pd.DataFrame:
     return frame
 
 
-def rows_frame(rows: list[dict[str, Any]], labels: list[int]) -> pd.DataFrame:
+def rows_frame(rows: list[dict[str, Any]], labels: list[int], columns: Iterable[str] = ROW_COLUMNS) -> pd.DataFrame:
+    """Rows (from ``table_row``) as a frame labelled ``labels``, with ``columns`` (all, by default).
+    Built column by column: ``DataFrame(rows)`` then ``astype`` took four times as long for a batch."""
     if not rows:
-        return empty_frame()
-    frame = pd.DataFrame(rows, columns=[c for c in ROW_COLUMNS if c != "seq"], index=pd.Index(labels, name="row"))
-    frame.insert(0, "seq", labels)  # the row label again, as a column the table can sort on
-    return frame.astype({column: _dtype(column) for column in ROW_COLUMNS})
+        return empty_frame()[list(columns)]
+    index = pd.Index(labels, name="row")
+    return pd.DataFrame({
+        # "seq" is the row label again, as a column the table can sort on
+        column: pd.Series(labels if column == "seq" else [row[column] for row in rows], index=index, dtype=_dtype(column))
+        for column in columns
+    }, index=index, copy=False)
 
 
 def matches_text(trace: dict[str, Any], text: str) -> bool:

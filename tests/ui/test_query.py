@@ -123,3 +123,15 @@ def test_an_unknown_column_is_named_with_the_columns_there_are():
     with pytest.raises(QueryError) as refused:
         compile_query("latency > 1000", ROW_COLUMNS)
     assert "'latency'" in str(refused.value) and "latency_ms" in str(refused.value)
+
+
+def test_a_query_knows_the_columns_it_names_and_filters_a_frame_of_only_those():
+    """Arrivals are filtered on a frame of just the columns the query names (the cheap way per batch)."""
+    from dashboard.ui.row_filter import QUERY_COLUMNS, RowFilter
+
+    query = compile_query('latency_ms > 1000 or name.str.contains("rag")', QUERY_COLUMNS)
+    assert query.columns == {"latency_ms", "name"}
+    traces = [{"id": "slow", "latency_ms": 1500}, {"id": "rag", "name": "rag-answer"}, {"id": "other", "name": "x"}]
+    assert RowFilter(query=query).keeps(traces) == [True, True, False]
+    constant = compile_query("True", QUERY_COLUMNS)
+    assert constant.columns == frozenset() and RowFilter(query=constant).keeps(traces) == [True, True, True]
