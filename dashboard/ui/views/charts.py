@@ -161,11 +161,12 @@ class ModelCharts(Viewer):
         return source
 
     @contextmanager
-    def _frozen(self):
+    def _frozen(self, adding: bool):
         """Add lines without Bokeh walking the whole page's models after each one: a new renderer in a
-        live document recomputes its model graph (measured: seconds per page opened, most of its CPU)."""
+        live document recomputes its model graph (measured: seconds per page opened, most of its CPU).
+        Only when ``adding``: unfreezing walks them once, which a new point alone does not need."""
         with ExitStack() as stack:
-            for document in {plot.document for plot in self.figures if plot.document is not None}:
+            for document in {plot.document for plot in self.figures if plot.document is not None and adding}:
                 stack.enter_context(document.models.freeze())
             yield
 
@@ -182,7 +183,7 @@ class ModelCharts(Viewer):
             for model in stats:
                 for name, value in _point(at, model).items():
                     columns.setdefault(model.model, _empty())[name].extend(value)
-        with self._frozen():
+        with self._frozen(adding=not columns.keys() <= self.sources.keys()):
             for model, data in columns.items():
                 self._source(model).data = {name: values[-MAX_POINTS:] for name, values in data.items()}
         if self.feed.stats_history:
@@ -198,7 +199,7 @@ class ModelCharts(Viewer):
             return
         self._last_at = at
         self._show_soon()
-        with self._frozen():
+        with self._frozen(adding=any(model.model not in self.sources for model in self.feed.model_stats)):
             for model in self.feed.model_stats:
                 if model.model in self.sources:
                     self.sources[model.model].stream(_point(at, model), rollover=MAX_POINTS)
@@ -210,7 +211,7 @@ class ModelCharts(Viewer):
     def _mark_resets(self, *_: object) -> None:
         """A dotted amber line in every chart where the stream was reset and the table reloaded: what is
         drawn before it and after it came from two loads."""
-        with self._frozen():
+        with self._frozen(adding=not set(self.feed.reset_times) <= self._resets.keys()):
             for at in self.feed.reset_times:
                 if at not in self._resets:
                     self._resets[at] = [Span(location=at * 1000, dimension="height", line_color="#b45309",

@@ -1,7 +1,8 @@
 """The trace table: newest first, status as a coloured pill, new rows highlighted and changed rows flashed.
 
 The feed keeps its frame newest first, so the table needs no sorting of its own. Paginated on the
-server: each batch sends the visible page (50 rows), never the whole frame. While the user is busy
+server: a batch that adds rows sends the visible page (50 rows), never the whole frame; one that only
+changes cells (ticks, highlights fading, calls ending) sends just those cells. While the user is busy
 (a row selected, the pointer on the rows, scrolled down, another page, or sorted by a column) the table is left alone, so
 nothing moves under them; it catches up, in one message, when they come back or click the badge.
 """
@@ -92,12 +93,22 @@ class TraceTable(Viewer):
         changes = self.feed.changes
         if self.feed.holding and changes.appended is not None and not changes.reset:
             return
+        if self._cells_only(changes):
+            self.table.patch(changes.patches)  # labels; Panel sends those on the page shown, by position
+            return
         # Same object, then a trigger: Panel recomputes and sends the page, and keeps the selection
         # (it clears it when ``value`` becomes another object).
         with param.discard_events(self.table):
             self.table.value = self.feed.frame
         self.table.param.trigger("value")
         self._select_by_id()
+
+    def _cells_only(self, changes) -> bool:
+        """Only cells changed (a tick, a highlight ending, a call ending), in the frame the table already
+        holds, on its first page, unsorted: send those cells, not the page again. (On another page
+        Panel would send the page's cells at the frame's positions.)"""
+        return (not changes.reset and changes.appended is None and bool(changes.patches)
+                and self.table.value is self.feed.frame and self.table.page == 1 and not self.table.sorters)
 
     def _on_holding(self, event: param.parameterized.Event) -> None:
         if not event.new:  # the user is back: show what changed meanwhile

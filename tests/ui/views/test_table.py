@@ -38,3 +38,18 @@ def test_deselecting_clears_the_selected_trace():
     assert view.table.selection == [1]
     view.sensor.deselect_requests += 1
     assert (f.feed.selected_id, view.table.selection) == ("", [])
+
+
+def test_a_batch_that_only_changes_cells_sends_those_cells_not_the_page_again():
+    from bokeh.document import Document
+
+    f, view = table_with("a", "b")
+    model = view.table.get_root(Document())  # what the page holds: the first page's rows
+    page = model.source.data
+    f.arrive(trace("a", status="success", latency_ms=120.0))  # a call ends: its row changes in place
+    f.flush(T0 + 1)
+    assert model.source.data is page  # patched, not replaced
+    assert list(page["status"]) == ["running", "success"] and list(page["flag"]) == ["new", "changed"]
+    f.arrive(trace("c"))  # a new row: the page is sent again, newest first
+    f.flush(T0 + 2)
+    assert model.source.data is not page and list(model.source.data["id"]) == ["c", "b", "a"]
