@@ -19,6 +19,7 @@ import httpx
 
 from ..schema import TRACES_PATH, utc_iso
 from ._errors import TraceStreamError, api_error
+from ._http import new_client
 from ._snapshot import CONNECT_TIMEOUT, MAX_PAGE, bearer, filter_params
 
 log = logging.getLogger("dashboard.client")
@@ -93,7 +94,7 @@ async def fetch_history(
     if end is not None:
         query["until"] = utc_iso(end)
     owned = client is None
-    http = client or httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT, read=30.0))
+    http = client or new_client(httpx.Timeout(CONNECT_TIMEOUT, read=30.0))
     traces: list[dict[str, Any]] = []
     position: int | None = None
     try:

@@ -12,6 +12,7 @@ from ..schema import TRACES_PATH
 from ._errors import api_error
 from ._events import Snapshot
 from ._health import utc_now
+from ._http import new_client
 
 MAX_PAGE = 1000  # the server's largest page
 CONNECT_TIMEOUT = 10.0
@@ -61,7 +62,7 @@ async def fetch_snapshot(
         raise ValueError("limit must be at least 1")
     size = min(page_size or limit, limit, MAX_PAGE)
     owned = client is None
-    http = client or httpx.AsyncClient(timeout=httpx.Timeout(CONNECT_TIMEOUT, read=30.0))
+    http = client or new_client(httpx.Timeout(CONNECT_TIMEOUT, read=30.0))
     try:
         traces: list[dict[str, Any]] = []
         position: int | None = None

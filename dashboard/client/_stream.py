@@ -35,6 +35,7 @@ from ._decode import decode
 from ._errors import StreamAuthError, TraceApiError, TraceStreamError, api_error
 from ._events import Connected, Ping, Reset, Snapshot, StreamError, StreamEvent, TraceEvent
 from ._health import ConnectionStatus, StreamHealth, utc_now
+from ._http import new_client
 from ._snapshot import CONNECT_TIMEOUT, bearer, fetch_snapshot, filter_params, retry_after
 
 log = logging.getLogger("dashboard.client")
@@ -98,7 +99,7 @@ class TraceStream:
         self._read_timeout = read_timeout
         self._timeout = httpx.Timeout(CONNECT_TIMEOUT, read=read_timeout)
         self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=self._timeout)
+        self._client = client or new_client(self._timeout)
         self._needs_snapshot = load_snapshot
         self._load_snapshot_on_reset = load_snapshot_on_reset
         self._snapshot_limit = snapshot_limit
