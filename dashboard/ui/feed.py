@@ -37,16 +37,14 @@ from ..client import (
     TraceStream,
     fetch_snapshot,
 )
-from ..schema import TraceStatus
 from .alerts import FeedAlerts
 from .announcer import Announcer, Notifier
 from .feed_params import FeedParams
+from .feed_stats import FeedStats
 from .follower import StreamFollower
 from .query import QueryError, compile_query
 from .row_filter import QUERY_COLUMNS, RowFilter
-from .stats import RollingModelStats
 from .table_state import NO_CHANGE, TableChanges, TableState
-from .totals import RunningTotals
 from .waiting import wait_until
 from .wording import connection_words, refreshed_words, reset_words, showing_words
 
@@ -67,21 +65,20 @@ class TraceFeed(FeedParams):
                                  flash_seconds=self.flash_seconds)
         self.frame = self._table.frame
         self._inbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._stats = RollingModelStats(self.stats_window)
-        self._totals = RunningTotals(time.time())  # since the page opened
+        self._stats = FeedStats(self, time.time())
         self._filter = RowFilter()  # the text and query in force (a query only once it has worked)
         self._pending_snapshot: Snapshot | None = None
         self._needs_snapshot = True
         self._position: int | None = None
         self._health = StreamHealth()
         self._last_toast = 0.0
-        self._last_stats = 0.0
         self._last_clock = 0.0
         self._follower = StreamFollower(self._open_stream, self.ingest)
         self._stopped = False
         self.connection_text, _ = connection_words(self._health, live=self.live, token=bool(self._token))
         self.refresh_text = "loading…" if self.live and self._token else "not loaded"
         self._tasks: list[asyncio.Task[None]] = []
+        self._snapshot_waiting = asyncio.Event()  # applied at once: the user is waiting for the rows
 
     # ----------------------------------------------------------------------------- actions
 
@@ -214,7 +211,7 @@ class TraceFeed(FeedParams):
             self._publish(changes)
             self.new_count = len(self._table.held)
             self._update_showing()
-            self._restart_stats(time.time())
+            self._stats.restart(self._table.matching(which), time.time())
 
     @param.depends("selected_id", "at_top", watch=True)
     def _on_viewport(self) -> None:
@@ -252,6 +249,7 @@ class TraceFeed(FeedParams):
             case Snapshot():
                 self._inbox.clear()
                 self._pending_snapshot = event
+                self._snapshot_waiting.set()
                 self._needs_snapshot = False
                 self._position = event.last_event_id
             case StreamError(message=message):
@@ -265,13 +263,16 @@ class TraceFeed(FeedParams):
 
     async def _apply_loop(self) -> None:
         """Flush, then rest ``batch_seconds``: a busy dashboard sends fewer, larger updates. A fixed 250 ms
-        schedule measured worse (``bench/dashboard_bench.py``, 100 events/s: 76% of a core, not 60%)."""
+        schedule measured worse (``bench/dashboard_bench.py``, 100 events/s: 76% of a core, not 60%).
+        A snapshot (the page just opened, a Refresh, new filters) cuts the rest short."""
         while True:
             try:
                 self.flush()
             except Exception:  # never let one bad batch stop the dashboard
                 log.exception("applying a batch of traces failed")
-            await asyncio.sleep(self.batch_seconds)
+            self._snapshot_waiting.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._snapshot_waiting.wait(), self.batch_seconds)
 
     def flush(self, now: float | None = None) -> TableChanges:
         """Apply what arrived since the last call; returns the batch (also published as ``changes``)."""
@@ -301,13 +302,9 @@ class TraceFeed(FeedParams):
                 self._last_toast = now
                 self.announcer.flush(self._table.trace)
             if changes.reset:  # the rows shown are others: the charts start over from them
-                self._restart_stats(now)
-            elif now - self._last_stats >= self.stats_seconds and self.connection == ConnectionStatus.connected:
-                # Not while paused or disconnected: a chart must not show a fall in traffic it did not see.
-                self._last_stats = now
-                self.model_stats = self._stats.compute(now)
-                self.totals = self._totals.totals
-                self.stats_at = now
+                self._stats.restart(self._table.matching(self._filter), now)
+            else:
+                self._stats.tick(now)
         return changes
 
     def _apply_snapshot(self, snapshot: Snapshot, now: float) -> TableChanges:
@@ -322,11 +319,8 @@ class TraceFeed(FeedParams):
 
     def _apply_arrivals(self, traces: list[dict[str, Any]], now: float) -> TableChanges:
         kept = self._keeps(traces)
-        for trace, keep in zip(traces, kept, strict=True):
-            counted = keep and self._stats.add_if_final(trace, now)
-            if counted and trace["status"] == TraceStatus.error.value:
-                self.announcer.failed(trace)
-        self._totals.add_all([trace for trace, keep in zip(traces, kept, strict=True) if keep], now)
+        for trace in self._stats.add(traces, kept, now):
+            self.announcer.failed(trace)
         changes, new = self._table.arrive(traces, now, kept=kept, holding=self.holding)
         for trace in new:
             self.announcer.new(trace)
@@ -343,18 +337,6 @@ class TraceFeed(FeedParams):
             self.query_error = f"the query {exc}; it is off until you change it"
             self._filter = replace(self._filter, query=None)
             return self._filter.keeps(traces)
-
-    def _restart_stats(self, now: float) -> None:
-        """Stats of the traces loaded now (under the filters now), with their past as chart points."""
-        self._stats = RollingModelStats(self.stats_window)
-        kept = self._table.matching(self._filter)
-        for trace in kept:
-            self._stats.add_if_final(trace, now)
-        self.totals = self._totals.recount(kept, now)
-        self._last_stats = now
-        self.stats_history = self._stats.history(now, self.stats_seconds)
-        self.model_stats = self._stats.compute(now)
-        self.stats_at = now
 
     def _publish(self, changes: TableChanges) -> None:
         """Tell the views, even when this batch equals the last one (two resets in a row are two events)."""
