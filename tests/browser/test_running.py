@@ -36,6 +36,7 @@ def test_a_running_call_ticks_until_it_ends_and_a_long_one_is_marked_stuck(stack
     hung = row(page, "hung-call")
     expect(hung.locator(".status-stuck")).to_have_text("⚠ stuck")
     expect(hung.locator(".running-elapsed.stuck")).to_have_text(re.compile(r"^1 m \d\d s so far$"))
+    expect(page.locator(".trace-stuck")).to_have_text("⚠ 1 call has run over 60 s")  # said above the table too
     expect(row(page, "finished-call")).to_contain_text("420")
     expect(row(page, "finished-call").locator(".running-elapsed")).to_have_count(0)
     shot(page, "running")

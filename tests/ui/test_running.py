@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from dashboard.ui.views.controls import LiveControls
+
 from .driven import T0, Feed, trace
 
 
@@ -65,9 +67,12 @@ def test_a_call_running_past_the_threshold_is_marked_stuck_and_counted():
     f.flush(T0 + 3)
     assert cell(f, "slow", "clock") == "stuck" and cell(f, "fresh", "clock") == "running"
     assert f.feed.stuck_count == 1
+    controls = LiveControls(feed=f.feed)
+    assert controls.stuck.visible and ">⚠ 1 call has run over 10 s<" in controls.stuck.object
     f.arrive(trace("slow", status="error", error="timeout", latency_ms=11000.0), update=True)
     f.flush(T0 + 4)
     assert cell(f, "slow", "clock") == "" and f.feed.stuck_count == 0
+    assert not controls.stuck.visible
 
 
 def test_the_stuck_threshold_comes_from_the_environment(monkeypatch):

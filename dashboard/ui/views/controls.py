@@ -18,7 +18,7 @@ TOGGLE_TYPES = {ConnectionStatus.connected: "success", ConnectionStatus.error: "
 
 
 class LiveControls(Viewer):
-    """Live toggle + badge, status light in words, Refresh and when it last happened."""
+    """Live toggle + badge, status light in words, how many calls are stuck, Refresh and when it last happened."""
 
     feed = param.ClassSelector(class_=TraceFeed)
     on_badge = param.Callable(default=None, doc="What clicking the badge does (default: feed.view_new).")
@@ -39,8 +39,9 @@ class LiveControls(Viewer):
         self.refreshed = pn.pane.HTML(margin=(5, 10), styles={"color": "#4b5563"})
         self.holding = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"})
         self.reset = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"}, visible=False, max_width=520)
+        self.stuck = pn.pane.HTML(margin=(5, 10), styles={"color": "#b45309", "font-weight": "600"}, visible=False)
         feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "refresh_text", "holding_reason",
-                                        "reset_text"])
+                                        "reset_text", "stuck_count"])
         self._render()
 
     def _render(self, *_: object) -> None:
@@ -52,20 +53,24 @@ class LiveControls(Viewer):
         self.badge.visible = feed.new_count > 0
         colour = CONNECTION_COLOURS[feed.connection]
         self.connection.object = (
-            f'<span class="trace-status" data-status="{feed.connection.value}" style="display:inline-flex;align-items:center;'
+            f'<span class="trace-status" data-status="{ConnectionStatus(feed.connection).value}" style="display:inline-flex;align-items:center;'
             f'gap:6px;font-size:14px"><span style="width:11px;height:11px;border-radius:50%;background:{colour};'
             f'display:inline-block"></span>{html.escape(feed.connection_text)}</span>'
         )
         self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
         self.reset.visible = bool(feed.reset_text)
         self.reset.object = f'<span class="trace-reset">{html.escape(feed.reset_text)}</span>'
+        calls = "call has" if feed.stuck_count == 1 else "calls have"
+        self.stuck.visible = feed.stuck_count > 0
+        self.stuck.object = (f'<span class="trace-stuck">⚠ {feed.stuck_count} {calls} run over {feed.stuck_seconds:g} s'
+                             '</span>' if feed.stuck_count else "")
         self.holding.visible = bool(feed.holding_reason)
         self.holding.object = (f'<span class="trace-holding">new rows wait while {html.escape(feed.holding_reason)}'
                                '</span>' if feed.holding_reason else "")
 
     def __panel__(self):
         middle = [self.banner] if self.banner is not None else []
-        return pn.Row(self.toggle, self.badge, self.connection, self.holding, *middle, pn.layout.HSpacer(), self.reset,
+        return pn.Row(self.toggle, self.badge, self.connection, self.holding, self.stuck, *middle, pn.layout.HSpacer(), self.reset,
                       self.refreshed, self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
 
 
