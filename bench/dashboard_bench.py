@@ -6,6 +6,7 @@ Run from the repository root:
     .venv/bin/python bench/dashboard_bench.py --quick          # shorter runs, about 3.5 minutes
     .venv/bin/python bench/dashboard_bench.py --wait-quiet 60  # on a shared machine: wait for quiet before each timing
     .venv/bin/python bench/dashboard_bench.py --sessions 20    # fewer pages per session round (default 50)
+    .venv/bin/python bench/dashboard_bench.py --speed  # the builds side by side: one tab, five tabs, lag with and without a query
 
 Why so long: the measured steps alone take 60 + 3 x 20 + 240 s, and on a 2-core box each dashboard page
 costs about 1.5 CPU-seconds in the panel server and 4-5 in Chromium, so the 2 x 50 pages of step 4
@@ -193,10 +194,10 @@ class CpuMeter:
 # API helpers
 
 
-def cli_token(env: dict[str, str], user: str, ttl: int = 7200) -> str:
-    """A token from ``python -m dashboard token``, as a person would make one."""
+def cli_token(env: dict[str, str], user: str, ttl: int = 7200, cwd: Path = ROOT) -> str:
+    """A token from ``python -m dashboard token``, as a person would make one (run in ``cwd``: a build's tree)."""
     done = subprocess.run([sys.executable, "-m", "dashboard", "token", "--user", user, "--ttl", str(ttl)],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=60)
     if done.returncode != 0 or not done.stdout.strip():
         raise RuntimeError(f"token command failed: {done.stderr[-500:]}")
     return done.stdout.strip()
@@ -1148,6 +1149,12 @@ def main() -> int:
     parser.add_argument("--memory-minutes", type=float, default=None, metavar="M",
                         help="minutes of demo traffic for the memory measurement (default 4, 1 with --quick); "
                              "60 gives memory after an hour")
+    parser.add_argument("--speed", action="store_true",
+                        help="instead: the builds side by side (bench/dashboard_speed.py; the other arguments go to it)")
+    if "--speed" in sys.argv[1:]:  # before parsing: its options (and --help) are dashboard_speed's
+        import dashboard_speed  # here, not at the top: it imports this module
+
+        return dashboard_speed.main([a for a in sys.argv[1:] if a != "--speed"])
     args = parser.parse_args()
     cfg = QUICK if args.quick else FULL
     if args.sessions:
