@@ -56,12 +56,13 @@ async def test_the_snapshot_loads_then_live_rows_arrive(api, client, feed_for):
     assert len(feed.frame) == 2
 
 
-async def test_a_snapshot_is_shown_as_soon_as_it_arrives_not_at_the_next_batch(api, client, feed_for):
-    """The page just opened (or Refresh, or new filters): the user waits for the rows, so the snapshot
-    skips the rest between batches. With a minute's rest, the rows still come within seconds."""
+async def test_a_new_snapshot_is_shown_as_soon_as_it_arrives_not_at_the_next_batch(api, client, feed_for):
+    """After a Refresh (or new filters) the user waits for the rows, so the snapshot skips the rest
+    between batches: with a minute's rest, the rows still come within seconds."""
     await post_trace(client, api.headers("alice"), id="old", status="success", latency_ms=10)
-    feed = await feed_for(batch_seconds=60)
+    feed = await feed_for()
     await until(feed, lambda: list(feed.frame["id"]) == ["old"], timeout=10)
+    feed.batch_seconds = 60  # from the next rest on
     await post_trace(client, api.headers("alice"), id="later", status="success", latency_ms=10)
     feed.refresh()
     await until(feed, lambda: list(feed.frame["id"]) == ["later", "old"], timeout=10)
