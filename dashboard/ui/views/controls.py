@@ -52,8 +52,9 @@ class LiveControls(Viewer):
         self.badge.name = f"{feed.new_count} new"
         self.badge.visible = feed.new_count > 0
         colour = CONNECTION_COLOURS[feed.connection]
+        state = ConnectionStatus(feed.connection).value
         self.connection.object = (
-            f'<span class="trace-status" data-status="{ConnectionStatus(feed.connection).value}" style="display:inline-flex;align-items:center;'
+            f'<span class="trace-status" data-status="{state}" style="display:inline-flex;align-items:center;'
             f'gap:6px;font-size:14px"><span style="width:11px;height:11px;border-radius:50%;background:{colour};'
             f'display:inline-block"></span>{html.escape(feed.connection_text)}</span>'
         )
@@ -70,8 +71,8 @@ class LiveControls(Viewer):
 
     def __panel__(self):
         middle = [self.banner] if self.banner is not None else []
-        return pn.Row(self.toggle, self.badge, self.connection, self.holding, self.stuck, *middle, pn.layout.HSpacer(), self.reset,
-                      self.refreshed, self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
+        return pn.Row(self.toggle, self.badge, self.connection, self.holding, self.stuck, *middle, pn.layout.HSpacer(),
+                      self.reset, self.refreshed, self.refresh, sizing_mode="stretch_width", styles={"align-items": "center"})
 
 
 class FilterBar(Viewer):
