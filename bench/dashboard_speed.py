@@ -15,7 +15,8 @@ Each build runs its own ``python -m dashboard api`` (fresh SQLite) and two ``pan
 user: tabs, 200 traces; lag, 5000) from its own tree (cwd and PYTHONPATH), and is measured on:
 
 1. one tab to connected: seconds from ``page.goto`` to "connected", 5 pages one after another (after a warm-up
-   one), and the panel server's CPU seconds per page;
+   one), each in a new browser context (nothing cached), and the panel server's CPU seconds per page; then 5
+   more in one context whose cache holds the scripts (a user's second visit);
 2. five tabs at once: 5 pages opened together, each one's seconds to connected, panel CPU for the round;
 3. lag at 100 events/s, as ``dashboard_bench.py`` measures it, on the user with 5000 traces;
 4. the same with ``latency_ms > 100 and model != "none"`` in the query box: it keeps every trace, so what
@@ -41,40 +42,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from common import (
-    BENCH,
-    HOST,
-    NOISY_PERCENT,
-    ROOT,
-    UNITS,
-    Load,
-    Server,
-    fmt,
-    free_port,
-    kill_children,
-    machine_info,
-    proc_cpu_s,
-    r,
-    server_env,
-    wait_quiet,
-)
-from dashboard_bench import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    FULL,
-    INSTALL_OBSERVER_JS,
-    NAME_RE,
-    PAGE_TIMEOUT_MS,
-    SECRET,
-    WsCounter,
-    cli_token,
-    clock_offset,
-    lag_run,
-    open_dashboard,
-    prefill,
-    wait_idle,
-    write_steady,
-)
+import common
+import dashboard_bench as dash
+from common import ROOT, Server, fmt, r
 
 LABELS = {"fefe6ed": "before issue 19", "52315a8": "issue 19 features, before the speed work", "worktree": "now"}
 DEFAULT_BUILDS = "fefe6ed,52315a8,worktree"
@@ -101,21 +71,21 @@ def checkout(rev: str, scratch: Path) -> Path:
 
 async def start_build(rev: str, tree: Path, workdir: Path) -> dict[str, Any]:
     """The build's API, its users' traces and a panel server per user, all from ``tree``; logs in ``workdir``."""
-    env = server_env({"TRACES_JWT_SECRET": SECRET, "TRACES_DB_URL": f"sqlite:///{workdir / rev}.db",
+    env = common.server_env({"TRACES_JWT_SECRET": dash.SECRET, "TRACES_DB_URL": f"sqlite:///{workdir / rev}.db",
                       "TRACES_MAX_STREAMS_PER_USER": "500", "TRACES_WRITE_RATE": "0", "PYTHONPATH": str(tree)})
-    port = free_port()
-    api = Server("api", [sys.executable, "-m", "dashboard", "api", "--host", HOST, "--port", str(port),
+    port = common.free_port()
+    api = Server("api", [sys.executable, "-m", "dashboard", "api", "--host", common.HOST, "--port", str(port),
                                 "--no-access-log"], env, tree, port, "/healthz")
     api.log_path = workdir / f"api-{rev}.log"  # not in the tree: the work tree is the repository
     servers = {"api": api}
     api.launch()
     await api.wait_ready()
-    tokens = {key: cli_token(env, user, cwd=tree) for key, (user, _count) in USERS.items()}
+    tokens = {key: dash.cli_token(env, user, cwd=tree) for key, (user, _count) in USERS.items()}
     for key, (_user, count) in USERS.items():
-        await prefill(api, tokens[key], count, key)
-        port = free_port()  # the panel server for this user
+        await dash.prefill(api, tokens[key], count, key)
+        port = common.free_port()  # the panel server for this user
         panel = Server("panel", [sys.executable, "-m", "panel", "serve", str(tree / "dashboard" / "app.py"), "--address",
-                                 HOST, "--port", str(port), "--allow-websocket-origin", f"{HOST}:{port}", *PANEL_FLAGS],
+                                 common.HOST, "--port", str(port), "--allow-websocket-origin", f"{common.HOST}:{port}", *PANEL_FLAGS],
                        {**env, "TRACES_API_URL": api.url, "TRACES_TOKEN": tokens[key]}, tree, port, "/liveness")
         panel.log_path = workdir / f"panel-{key}-{rev}.log"
         servers[key] = panel
@@ -130,40 +100,58 @@ def keep_lag(run: dict[str, Any]) -> dict[str, Any]:
     return {key: run[key] for key in KEPT_FROM_LAG_RUN}
 
 
-async def quiet_then_load(wait_quiet_s: float) -> tuple[float, Load]:
+async def quiet_then_load(wait_quiet_s: float) -> tuple[float, common.Load]:
     """Wait for quiet when asked (--wait-quiet), then start the noise meter: other processes' CPU in the step."""
-    return (await wait_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0), Load()
+    return (await common.wait_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0), common.Load()
 
 
 async def one_tab(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str, Any]:
     """A warm-up page, then TAB_PAGES pages one after another; each: seconds to connected, panel CPU seconds."""
     url = panel.url + "/app"
-    context, _page, warm = await open_dashboard(browser, url)
+    context, _page, warm = await dash.open_dashboard(browser, url)
     await context.close()
-    await wait_idle(panel, 15.0)
+    await dash.wait_idle(panel, 15.0)
     waited, load = await quiet_then_load(wait_quiet_s)
     connect, cpu = [], []
     for _ in range(TAB_PAGES):
-        cpu0 = proc_cpu_s(panel.pid)
-        context, _page, took = await open_dashboard(browser, url)
-        await wait_idle(panel, 15.0)  # the page's work after connected (first render, charts) is its cost too
-        cpu.append(proc_cpu_s(panel.pid) - cpu0)
+        cpu0 = common.proc_cpu_s(panel.pid)
+        context, _page, took = await dash.open_dashboard(browser, url)
+        await dash.wait_idle(panel, 15.0)  # the page's work after connected (first render, charts) is its cost too
+        cpu.append(common.proc_cpu_s(panel.pid) - cpu0)
         connect.append(took)
         await context.close()
-        await wait_idle(panel, 15.0)
+        await dash.wait_idle(panel, 15.0)
     return {"warm_up_connect_s": r(warm, 2), "connect_s": [r(x, 2) for x in connect],
             "connect_median_s": r(statistics.median(connect), 2), "connect_max_s": r(max(connect), 2),
             "panel_cpu_per_page_s": [r(x, 2) for x in cpu], "panel_cpu_per_page_median_s": r(statistics.median(cpu), 2),
             "panel_cpu_per_page_max_s": r(max(cpu), 2), "machine_during_run": load.end(), "waited_for_quiet_s": waited}
 
 
+async def cached_tab(browser: Any, panel: Server) -> dict[str, Any]:
+    """A user's second visit: TAB_PAGES pages one after another in one browser context whose cache holds the scripts."""
+    context = await browser.new_context(viewport={"width": 1500, "height": 1000})
+    connect = []
+    try:
+        for k in range(TAB_PAGES + 1):  # the first visit fills the cache and is not counted
+            page = await context.new_page()
+            began = time.monotonic()
+            await page.goto(panel.url + "/app", timeout=dash.PAGE_TIMEOUT_MS)
+            await page.locator(".trace-status[data-status='connected']").wait_for(timeout=dash.PAGE_TIMEOUT_MS)
+            connect += [time.monotonic() - began] if k else []
+            await page.close()
+            await dash.wait_idle(panel, 15.0)
+    finally:
+        await context.close()
+    return {"connect_s": [r(x, 2) for x in connect], "connect_median_s": r(statistics.median(connect), 2), "connect_max_s": r(max(connect), 2)}
+
+
 async def five_tabs(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str, Any]:
     """TAB_PAGES new contexts opened at once; each one's seconds to connected, panel CPU seconds for the round."""
     waited, load = await quiet_then_load(wait_quiet_s)
-    cpu0 = proc_cpu_s(panel.pid)
-    opened = await asyncio.gather(*(open_dashboard(browser, panel.url + "/app") for _ in range(TAB_PAGES)))
-    await wait_idle(panel, 20.0)
-    cpu = proc_cpu_s(panel.pid) - cpu0
+    cpu0 = common.proc_cpu_s(panel.pid)
+    opened = await asyncio.gather(*(dash.open_dashboard(browser, panel.url + "/app") for _ in range(TAB_PAGES)))
+    await dash.wait_idle(panel, 20.0)
+    cpu = common.proc_cpu_s(panel.pid) - cpu0
     machine = load.end()
     for context, _page, _took in opened:
         await context.close()
@@ -178,10 +166,10 @@ async def push_out_and_observe(api: Server, token: str, page: Any) -> int:
     it afresh; the next run posts the same names again, so none may be left. How many were left (0)."""
     left = -1
     for _ in range(3):
-        await write_steady(api, token, 50, 3.0, 1)
+        await dash.write_steady(api, token, 50, 3.0, 1)
         await asyncio.sleep(1.0)
         await page.evaluate("() => { if (window.__benchObserver) window.__benchObserver.disconnect(); }")
-        await page.wait_for_function(INSTALL_OBSERVER_JS, arg=NAME_RE, timeout=PAGE_TIMEOUT_MS)
+        await page.wait_for_function(dash.INSTALL_OBSERVER_JS, arg=dash.NAME_RE, timeout=dash.PAGE_TIMEOUT_MS)
         left = await page.evaluate("() => [...window.__benchSeen.keys()].filter(k => k.startsWith('bench-r100-')).length")
         if left == 0:
             break
@@ -190,17 +178,17 @@ async def push_out_and_observe(api: Server, token: str, page: Any) -> int:
 
 async def lag_steps(browser: Any, api: Server, panel: Server, token: str, seconds: float, wait_quiet_s: float,
                     step: Any) -> dict[str, Any]:
-    """Steps 3 and 4 in one page: 100/s without, then with the query; dashboard_bench's warm-up and lag_run."""
-    cfg = replace(FULL, lag_seconds=seconds)
-    ws = WsCounter()
-    context, page, took = await open_dashboard(browser, panel.url + "/app", ws)
+    """Steps 3 and 4 in one page: 100/s without, then with the query; dashboard_bench's warm-up and dash.lag_run."""
+    cfg = replace(dash.FULL, lag_seconds=seconds)
+    ws = dash.WsCounter()
+    context, page, took = await dash.open_dashboard(browser, panel.url + "/app", ws)
     try:
-        await page.wait_for_function(INSTALL_OBSERVER_JS, arg=NAME_RE, timeout=PAGE_TIMEOUT_MS)
-        out: dict[str, Any] = {"page_connect_s": r(took, 2), "clock": await clock_offset(page)}
-        await write_steady(api, token, cfg.warmup_rate, cfg.warmup_seconds, 1)
-        await wait_idle(panel, 20.0)
+        await page.wait_for_function(dash.INSTALL_OBSERVER_JS, arg=dash.NAME_RE, timeout=dash.PAGE_TIMEOUT_MS)
+        out: dict[str, Any] = {"page_connect_s": r(took, 2), "clock": await dash.clock_offset(page)}
+        await dash.write_steady(api, token, cfg.warmup_rate, cfg.warmup_seconds, 1)
+        await dash.wait_idle(panel, 20.0)
         step(f"  lag at 100/s for {seconds:g} s, no query")
-        out["no_query"] = keep_lag(await lag_run(cfg, 100, seconds, api, panel, token, page, ws, wait_quiet_s))
+        out["no_query"] = keep_lag(await dash.lag_run(cfg, 100, seconds, api, panel, token, page, ws, wait_quiet_s))
         box = page.get_by_placeholder("query", exact=False)
         if await box.count() == 0:
             out["query"] = None
@@ -209,13 +197,13 @@ async def lag_steps(browser: Any, api: Server, panel: Server, token: str, second
         step(f"  the query {QUERY!r}, then lag at 100/s for {seconds:g} s")
         await box.first.fill(QUERY)
         await box.first.press("Enter")
-        await page.locator(".trace-showing", has_text=f"query {QUERY}").wait_for(timeout=PAGE_TIMEOUT_MS)
+        await page.locator(".trace-showing", has_text=f"query {QUERY}").wait_for(timeout=dash.PAGE_TIMEOUT_MS)
         errors = await page.locator(".trace-query-error").all_text_contents()
         if any(e.strip() for e in errors):
             raise RuntimeError(f"the query box refused {QUERY!r}: {errors}")
         out["stale_names_left_count"] = await push_out_and_observe(api, token, page)
-        await wait_idle(panel, 20.0)
-        out["query"] = keep_lag(await lag_run(cfg, 100, seconds, api, panel, token, page, ws, wait_quiet_s))
+        await dash.wait_idle(panel, 20.0)
+        out["query"] = keep_lag(await dash.lag_run(cfg, 100, seconds, api, panel, token, page, ws, wait_quiet_s))
         out["showing_after_text"] = await page.locator(".trace-showing").first.text_content()
         a, b = out["no_query"]["panel_cpu_percent_of_one_core"], out["query"]["panel_cpu_percent_of_one_core"]
         out["panel_cpu_query_over_no_query"] = r(b / a, 2) if a and b is not None else None
@@ -234,6 +222,8 @@ async def measure(rev: str, tree: Path, browser: Any, workdir: Path, seconds: fl
         result: dict[str, Any] = {"label": LABELS.get(rev, rev), "tree": str(tree)}
         step(f"  one tab to connected: a warm-up page, then {TAB_PAGES}")
         result["one_tab"] = await one_tab(browser, servers["tabs"], wait_quiet_s)
+        step(f"  one tab again, {TAB_PAGES} pages in one browser context (scripts cached)")
+        result["cached_tab"] = await cached_tab(browser, servers["tabs"])
         step("  five tabs at once")
         result["five_tabs"] = await five_tabs(browser, servers["tabs"], wait_quiet_s)
         servers["tabs"].stop()  # its sessions would otherwise share the CPU with the lag steps
@@ -274,6 +264,7 @@ def table(results: dict[str, Any]) -> str:
         "|---|" + "---|" * len(revs),
         row("one tab to connected: median / max", lambda b: slash(b["one_tab"]["connect_median_s"], b["one_tab"]["connect_max_s"], unit="s")),
         row("one tab: each page", lambda b: ", ".join(map(str, b["one_tab"]["connect_s"])) + " s"),
+        row("one tab, scripts cached (a second visit): median / max", lambda b: slash(b["cached_tab"]["connect_median_s"], b["cached_tab"]["connect_max_s"], unit="s")),
         row("panel CPU per page opened: median / max",
             lambda b: slash(b["one_tab"]["panel_cpu_per_page_median_s"], b["one_tab"]["panel_cpu_per_page_max_s"], unit="s")),
         row("five tabs at once: each tab", lambda b: ", ".join(map(str, b["five_tabs"]["connect_s"])) + " s"),
@@ -306,7 +297,8 @@ def section(results: dict[str, Any]) -> str:
         f"- One tab: a warm-up page, then {TAB_PAGES} pages one after another, each in a new browser context: seconds "
         "from `page.goto` until `.trace-status[data-status='connected']` is visible. Panel CPU per page: the "
         "panel server's CPU seconds (/proc) from before `goto` until it is idle again (under 15% of a core for "
-        "1 s) after connected, so the page's first render counts.",
+        "1 s) after connected, so the page's first render counts. Cached: the same, "
+        "in one context whose HTTP cache holds the scripts after a first, uncounted page (a user's second visit).",
         f"- Five tabs: {TAB_PAGES} new contexts opened together (asyncio.gather), each one's seconds to connected; "
         "panel CPU from before the first `goto` until the server is idle again.",
         f"- Lag: `dashboard_bench.py`'s step 1 (warm-up at 50/s, then one POST per trace at 100/s for "
@@ -317,7 +309,7 @@ def section(results: dict[str, Any]) -> str:
         "cost differs. 150 more warm-up traces then push the first run's names out of the table before the "
         "same 100/s run. A build without a query box says n/a.",
         f"- Noise: CPU used by processes outside this benchmark's tree during each step, noisy above "
-        f"{NOISY_PERCENT:.0f}% of a core" + (f"; `--wait-quiet {results['wait_quiet_s']:g}` waited for quiet before "
+        f"{common.NOISY_PERCENT:.0f}% of a core" + (f"; `--wait-quiet {results['wait_quiet_s']:g}` waited for quiet before "
                                             "each timed step." if results["wait_quiet_s"] else "; no waiting for quiet."),
         "",
     ])
@@ -334,7 +326,7 @@ async def run(revs: list[str], seconds: float, wait_quiet_s: float, command: str
         print(f"[{time.monotonic() - began:6.1f} s] {text}", flush=True)
 
     results: dict[str, Any] = {"command": command, "date": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat(),
-                               "seconds_s": seconds, "wait_quiet_s": wait_quiet_s, "query": QUERY, "units": UNITS,
+                               "seconds_s": seconds, "wait_quiet_s": wait_quiet_s, "query": QUERY, "units": common.UNITS,
                                "builds": {}, "commits": {}}
     for rev in revs:
         tree = checkout(rev, scratch)
@@ -342,9 +334,9 @@ async def run(revs: list[str], seconds: float, wait_quiet_s: float, command: str
         results["commits"][rev] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tree, text=True,
                                                  capture_output=True).stdout.strip() + (" + changes" if tree == ROOT else "")
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=dash.CHROMIUM, args=dash.CHROMIUM_ARGS)
         try:
-            results["machine"] = machine_info(("panel", "bokeh", "tornado", "pandas", "playwright"),
+            results["machine"] = common.machine_info(("panel", "bokeh", "tornado", "pandas", "playwright"),
                                               {"chromium": browser.version})
             for rev, tree in zip(revs, trees):
                 results["builds"][rev] = await measure(rev, tree, browser, scratch, seconds, wait_quiet_s, step)
@@ -369,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         f" --builds {args.builds}" if args.builds != DEFAULT_BUILDS else "") + (
         f" --seconds {args.seconds:g}" if args.seconds != 30.0 else "") + (
         f" --wait-quiet {args.wait_quiet:g}" if args.wait_quiet else "")
-    if not Path(CHROMIUM).exists():
-        return print(f"{CHROMIUM} not found", file=sys.stderr) or 2
+    if not Path(dash.CHROMIUM).exists():
+        return print(f"{dash.CHROMIUM} not found", file=sys.stderr) or 2
 
     def terminate(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -385,12 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; subprocesses stopped", file=sys.stderr)
         return 130
     finally:
-        kill_children()
+        common.kill_children()
         for tree in set(trees) - {ROOT}:  # the git worktrees this run added
             subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True, timeout=60)
         print(f"kept {scratch}", file=sys.stderr) if args.keep_tmp else shutil.rmtree(scratch, ignore_errors=True)
-    (BENCH / "speed_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (BENCH / "SPEED.md").write_text(section(results))
+    (common.BENCH / "speed_results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (common.BENCH / "SPEED.md").write_text(section(results))
     print()
     print(section(results))
     return 0
