@@ -288,6 +288,7 @@ async def test_two_api_processes_behind_nginx_share_the_work_and_stand_in_for_ea
     assert [trace_id for _, trace_id in seen] == [f"before-{i}" for i in range(5)] + [f"after-{i}" for i in range(5)]
     # Every write was stored by the process the stream was not on: after the kill, nginx may first try the
     # dead one, whose refused connection sent nothing, so it passes the POST on ("502, 201").
+    poll_until(lambda: len(proxy.access_lines("/api/traces")) == 10, 5, "every POST in the access log")
     answered = [re.search(r"upstream=(?:\S+, )*(\S+) upstream_status=(?:\d+, )*(\d+) conn=", line).groups()
                 for line in proxy.access_lines("/api/traces")]
     assert answered == [(other.url.removeprefix("http://"), "201")] * 10
