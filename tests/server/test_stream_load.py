@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 
@@ -60,31 +60,38 @@ async def test_a_burst_of_10000_events_loses_nothing(make_api):
 
 
 
+@asynccontextmanager
+async def healthy_beside_stalled(api, client: httpx.AsyncClient):
+    """Alice's stream read to the end, and beside it one of hers that reads nothing; both open on entry."""
+    async with open_stream(client, headers=api.headers("alice")) as healthy:
+        await healthy.next("subscribed")
+        stalled = stalled_reader(api.port, api.token("alice"))
+        try:
+            await wait_until(lambda: api.services.hub.open_streams == 2)
+            yield healthy
+        finally:
+            stalled.close()
+
+
 async def test_a_stalled_reader_is_dropped_while_the_others_keep_pace(make_api):
     api = make_api(ping_interval=30, stream_buffer_bytes=256 * 1024, max_streams_per_user=5,
                    write_rate=100_000)  # ~1,800 traces in under half a second: near the default burst
     alice = api.headers("alice")
     async with httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(60)) as client:
-        async with open_stream(client, headers=alice) as healthy:
-            await healthy.next("subscribed")
-            stalled = stalled_reader(api.port, api.token("alice"))
-            try:
-                await wait_until(lambda: api.services.hub.open_streams == 2)
-                big = "x" * 2000
-                total = 0
-                while api.metric("traces_slow_clients_dropped_total") == 0:
-                    response = await client.post("/api/traces", headers=alice, json={"traces": [{"input": big}] * 200})
-                    assert response.status_code == 201
-                    total += 200
-                    got = await healthy.traces(200, timeout=10)  # the healthy reader keeps pace throughout
-                    assert got[-1][0] == total
-                    assert total < 20_000, "the stalled reader was never dropped"
-                await wait_until(lambda: api.services.hub.open_streams == 1)
-                await client.post("/api/traces", headers=alice, json={"id": "after-the-drop"})
-                [(_, _, trace)] = await healthy.traces(1)
-                assert trace["id"] == "after-the-drop"
-            finally:
-                stalled.close()
+        async with healthy_beside_stalled(api, client) as healthy:
+            big = "x" * 2000
+            total = 0
+            while api.metric("traces_slow_clients_dropped_total") == 0:
+                response = await client.post("/api/traces", headers=alice, json={"traces": [{"input": big}] * 200})
+                assert response.status_code == 201
+                total += 200
+                got = await healthy.traces(200, timeout=10)  # the healthy reader keeps pace throughout
+                assert got[-1][0] == total
+                assert total < 20_000, "the stalled reader was never dropped"
+            await wait_until(lambda: api.services.hub.open_streams == 1)
+            await client.post("/api/traces", headers=alice, json={"id": "after-the-drop"})
+            [(_, _, trace)] = await healthy.traces(1)
+            assert trace["id"] == "after-the-drop"
 
 
 async def test_a_stalled_reader_is_dropped_by_bytes_however_few_events_and_resumes_losing_nothing(make_api):
@@ -95,21 +102,15 @@ async def test_a_stalled_reader_is_dropped_by_bytes_however_few_events_and_resum
     large = "x" * (1024 * 1024 - 2048)  # a trace of about 1 MB
     written = 0
     async with httpx.AsyncClient(base_url=api.url, timeout=httpx.Timeout(60)) as client:
-        async with open_stream(client, headers=alice) as healthy:
-            await healthy.next("subscribed")
-            stalled = stalled_reader(api.port, api.token("alice"))
-            try:
-                await wait_until(lambda: api.services.hub.open_streams == 2)
-                while api.metric("traces_slow_clients_dropped_total") == 0:
-                    assert written < 40, "the stalled reader still held after 40 MB"
-                    response = await client.post("/api/traces", headers=alice, json={"id": f"large-{written}", "input": large})
-                    assert response.status_code == 201
-                    written += 1
-                    [(seq, _, _)] = await healthy.traces(1, timeout=20)  # the healthy reader keeps pace
-                    assert seq == written
-                await wait_until(lambda: api.services.hub.open_streams == 1)
-            finally:
-                stalled.close()
+        async with healthy_beside_stalled(api, client) as healthy:
+            while api.metric("traces_slow_clients_dropped_total") == 0:
+                assert written < 40, "the stalled reader still held after 40 MB"
+                response = await client.post("/api/traces", headers=alice, json={"id": f"large-{written}", "input": large})
+                assert response.status_code == 201
+                written += 1
+                [(seq, _, _)] = await healthy.traces(1, timeout=20)  # the healthy reader keeps pace
+                assert seq == written
+            await wait_until(lambda: api.services.hub.open_streams == 1)
         # The dropped client read nothing; resuming from the start, it gets every trace, once, in order.
         async with open_stream(client, headers={**alice, "Last-Event-ID": "0"}) as resumed:
             got = await resumed.traces(written, timeout=30)
