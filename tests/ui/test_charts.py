@@ -14,6 +14,8 @@ from dashboard.ui.feed import TraceFeed
 from dashboard.ui.stats import ModelStats
 from dashboard.ui.views.charts import MAX_POINTS, ModelCharts
 
+from ..support import wait_until
+
 T0 = 1_800_000_000.0
 ENDED = datetime.fromtimestamp(T0, UTC).isoformat().replace("+00:00", "Z")
 FIELDS = ("p50", "p95", "calls_per_min", "error_pct", "cost_per_min", "tokens_per_min")
@@ -268,6 +270,5 @@ async def test_served_the_figures_join_the_page_a_moment_after_their_first_point
                 c.charts.close()
                 assert timer.cancelled()
                 continue
-            while c.charts.holder.objects == [c.charts.empty] and asyncio.get_running_loop().time() < timer.when() + 5:
-                await asyncio.sleep(0.01)  # the timer's turn
+            await wait_until(lambda charts=c.charts: charts.holder.objects != [charts.empty], timeout=5)  # the timer's turn
         assert c.charts.holder.objects[0].objects == c.charts.panes
