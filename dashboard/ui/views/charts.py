@@ -166,7 +166,8 @@ class ModelCharts(Viewer):
         live document recomputes its model graph (measured: seconds per page opened, most of its CPU).
         Only when ``adding``: unfreezing walks them once, which a new point alone does not need."""
         with ExitStack() as stack:
-            for document in {plot.document for plot in self.figures if plot.document is not None and adding}:
+            documents = {plot.document for plot in self.figures if plot.document is not None} if adding else set()
+            for document in documents:
                 stack.enter_context(document.models.freeze())
             yield
 
