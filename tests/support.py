@@ -172,12 +172,20 @@ class ApiProcess(Tokens):
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> ApiProcess:
+        return self.launch().wait_ready()
+
+    def launch(self) -> ApiProcess:
+        """Start the process without waiting for it: something else can start meanwhile."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "dashboard", "api", "--port", str(self.port)],
             cwd=self.tmp_path, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         log.close()
+        return self
+
+    def wait_ready(self) -> ApiProcess:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

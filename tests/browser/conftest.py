@@ -40,6 +40,10 @@ class PanelProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> PanelProcess:
+        return self.launch().wait_ready()
+
+    def launch(self) -> PanelProcess:
+        """Start ``panel serve`` without waiting for it: it needs the API only once a page opens."""
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"), "--port", str(self.port),
@@ -48,6 +52,10 @@ class PanelProcess:
                  "--unused-session-lifetime", "8000", "--check-unused-sessions", "1000"],
                 cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
+        return self
+
+    def wait_ready(self) -> PanelProcess:
+        assert self.process is not None, "launch() first"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -107,11 +115,11 @@ def stack(tmp_path) -> Iterator:
 
     def start(user: str = "alice", api_env: dict[str, str] | None = None, panel_env: dict[str, str] | None = None,
               panel_token: bool = True):
-        api = ApiProcess(tmp_path, env=api_env).start()
+        api = ApiProcess(tmp_path, env=api_env).launch()
         started.append(api)
-        panel = PanelProcess(tmp_path, api.url, api.token(user) if panel_token else None, panel_env)
+        panel = PanelProcess(tmp_path, api.url, api.token(user) if panel_token else None, panel_env).launch()
         started.append(panel)
-        return api, panel.start()
+        return api.wait_ready(), panel.wait_ready()  # started side by side: a second less per test
 
     yield start
     for process in reversed(started):

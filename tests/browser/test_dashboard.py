@@ -8,7 +8,6 @@ import re
 import httpx
 from playwright.sync_api import Page, expect
 
-from ..support import poll_until
 from .chromium import open_event_source
 from .conftest import shot
 
@@ -180,23 +179,6 @@ def test_without_a_configured_token_the_page_asks_for_one(stack, page):
     expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
     expect(prompt).to_be_hidden()
     assert token not in page.url and token not in panel.log() and token not in api.log()
-
-
-def open_streams(api) -> float:
-    metrics = httpx.get(f"{api.url}/metrics", headers={"Authorization": f"Bearer {api.token('ops')}"}).text
-    return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("traces_open_streams ")))
-
-
-def test_closing_tabs_closes_their_streams(stack, browser):
-    api, panel = stack()
-    contexts = [browser.new_context() for _ in range(3)]
-    for context in contexts:
-        open_dashboard(context.new_page(), panel)
-    assert open_streams(api) == 3  # one stream per tab, not per widget
-    for context in contexts:
-        context.close()
-    # Panel destroys a session some seconds after its tab closes; its stream goes with it.
-    poll_until(lambda: open_streams(api) == 0, timeout=30, what="the closed tabs' streams to end")
 
 
 # The bottom edge of every drawn canvas (Bokeh draws each chart on more than one), inside shadow roots too.

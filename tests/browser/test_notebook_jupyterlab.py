@@ -96,9 +96,10 @@ class Lab:
 def lab(browser, tmp_path_factory):
     """The API with a few of alice's traces, JupyterLab, and the notebook after Run All."""
     work: Path = tmp_path_factory.mktemp("jupyterlab")
-    api = ApiProcess(work).start()
+    api = ApiProcess(work).launch()  # starts while JupyterLab does
     token = api.token("alice")
     jupyter = JupyterLabProcess(work, NOTEBOOK, {"TRACES_API_URL": api.url, "TRACES_TOKEN": token}).start()
+    api.wait_ready()
     context = browser.new_context(viewport={"width": 1400, "height": 2400})
     page = context.new_page()
     lab = Lab(api, page, token)

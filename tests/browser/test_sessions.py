@@ -1,4 +1,5 @@
-"""Closed tabs leave nothing behind in the dashboard server: no feed (with its frame), no view.
+"""Closed tabs leave nothing behind: no stream open on the API, and in the dashboard server no feed
+(with its frame), no view.
 
 The dashboard is served in this process (``pn.serve`` on a thread) so the test can see what the
 server still holds after the tabs close; the pages are real Chromium tabs against a real API.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gc
 import weakref
 
+import httpx
 import panel as pn
 import pytest
 from playwright.sync_api import expect
@@ -21,7 +23,13 @@ from .test_dashboard import TIMEOUT
 # browser tests' ``panel serve`` processes do not: Bokeh 3.9 calls pandas' deprecated
 # reset_index(inplace=True), and Panel 1.9's own from_param passes the deprecated Widget.name.
 @pytest.mark.filterwarnings("ignore::pandas.errors.Pandas4Warning", "ignore::PendingDeprecationWarning")
-def test_closed_tabs_leave_no_feed_or_view_behind(tmp_path, browser, monkeypatch):
+def open_streams(api) -> float:
+    """The API's own count of open streams, from its metrics."""
+    metrics = httpx.get(f"{api.url}/metrics", headers={"Authorization": f"Bearer {api.token('ops')}"}).text
+    return float(next(line.split()[1] for line in metrics.splitlines() if line.startswith("traces_open_streams ")))
+
+
+def test_closed_tabs_leave_no_stream_feed_or_view_behind(tmp_path, browser, monkeypatch):
     from dashboard.ui.session import EXTENSIONS, serve
 
     api = ApiProcess(tmp_path).start()
@@ -43,11 +51,13 @@ def test_closed_tabs_leave_no_feed_or_view_behind(tmp_path, browser, monkeypatch
                       unused_session_lifetime_milliseconds=3000, check_unused_sessions_milliseconds=500)
     try:
         contexts = [browser.new_context() for _ in range(3)]
-        for context in contexts:
-            page = context.new_page()
-            page.goto(f"http://127.0.0.1:{port}/app")
+        pages = [context.new_page() for context in contexts]
+        for page in pages:  # the three tabs load side by side
+            page.goto(f"http://127.0.0.1:{port}/app", wait_until="commit")
+        for page in pages:
             expect(page.locator(".trace-status[data-status='connected']")).to_be_visible(timeout=TIMEOUT)
         assert len(feeds) == 3
+        assert open_streams(api) == 3  # one stream per tab, not per widget
         for context in contexts:
             context.close()
 
@@ -58,6 +68,7 @@ def test_closed_tabs_leave_no_feed_or_view_behind(tmp_path, browser, monkeypatch
         # The emptied documents themselves may linger a little longer, in the context of a timer
         # still on the event loop; what they held (widgets, frame, feed) is gone.
         poll_until(forgotten, timeout=40, what="the closed tabs' feeds to be freed")
+        poll_until(lambda: open_streams(api) == 0, timeout=10, what="the closed tabs' streams to end")
         assert not [ref for ref, view in pn.state._views.items() if view[2] in docs]
     finally:
         server.stop()
