@@ -170,6 +170,18 @@ def tree_cpu_s(root: int | None = None) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def browser_cpu_s() -> float:
+    """CPU seconds so far of Playwright's driver (our child) and the Chromium it runs, reaped renderers included."""
+    for entry in Path("/proc").iterdir():
+        try:
+            stat, argv = (entry / "stat").read_text(), (entry / "cmdline").read_bytes()
+        except (OSError, NotADirectoryError):
+            continue
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == os.getpid() and b"playwright" in argv:
+            return tree_cpu_s(int(entry.name))
+    raise RuntimeError("Playwright's driver is not a child of this process")
+
+
 # ---------------------------------------------------------------------------------------------------
 # Servers under test
 

@@ -3,11 +3,9 @@
 Run from the repository root:
 
     .venv/bin/python bench/dashboard_speed.py                                  # fefe6ed, 52315a8 and the work tree
-    .venv/bin/python bench/dashboard_speed.py --builds 52315a8,worktree --seconds 10
-    .venv/bin/python bench/dashboard_speed.py --wait-quiet 60                  # on a shared machine
+    .venv/bin/python bench/dashboard_speed.py --builds 52315a8,worktree --seconds 10 --wait-quiet 60
 
-Why one run: numbers from different days (or noise) do not compare; builds measured one after another
-with the same browser, steps and noise meter do.
+Why one run: numbers from different days do not compare; builds measured one after another, same browser, do.
 
 A build is a git revision checked out with ``git worktree add --detach`` into a temporary directory (removed
 at the end), or ``worktree``: the files in this repository as they are now, uncommitted changes included.
@@ -15,9 +13,9 @@ Each build runs its own ``python -m dashboard api`` (fresh SQLite) and two ``pan
 user: tabs, 200 traces; lag, 5000) from its own tree (cwd and PYTHONPATH), and is measured on:
 
 1. one tab to connected: seconds from ``page.goto`` to "connected", 5 pages one after another (after a warm-up
-   one), each in a new browser context (nothing cached), and the panel server's CPU seconds per page; then 5
-   more in one context whose cache holds the scripts (a user's second visit);
-2. five tabs at once: 5 pages opened together, each one's seconds to connected, panel CPU for the round;
+   one), each in a new browser context (nothing cached), and the panel server's and Chromium's CPU seconds per
+   page; then 5 more in one context whose cache holds the scripts (a user's second visit);
+2. five tabs at once: 5 pages opened together, each one's seconds to connected, the CPU the round took;
 3. lag at 100 events/s, as ``dashboard_bench.py`` measures it, on the user with 5000 traces;
 4. the same with ``latency_ms > 100 and model != "none"`` in the query box: it keeps every trace, so what
    differs is the cost of the filter.
@@ -31,6 +29,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import shutil
 import signal
 import statistics
@@ -112,19 +111,21 @@ async def one_tab(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str,
     await context.close()
     await dash.wait_idle(panel, 15.0)
     waited, load = await quiet_then_load(wait_quiet_s)
-    connect, cpu = [], []
+    connect, cpu, chromium = [], [], []
     for _ in range(TAB_PAGES):
-        cpu0 = common.proc_cpu_s(panel.pid)
+        cpu0, chromium0 = common.proc_cpu_s(panel.pid), common.browser_cpu_s()
         context, _page, took = await dash.open_dashboard(browser, url)
         await dash.wait_idle(panel, 15.0)  # the page's work after connected (first render, charts) is its cost too
         cpu.append(common.proc_cpu_s(panel.pid) - cpu0)
+        chromium.append(common.browser_cpu_s() - chromium0)
         connect.append(took)
         await context.close()
         await dash.wait_idle(panel, 15.0)
     return {"warm_up_connect_s": r(warm, 2), "connect_s": [r(x, 2) for x in connect],
             "connect_median_s": r(statistics.median(connect), 2), "connect_max_s": r(max(connect), 2),
             "panel_cpu_per_page_s": [r(x, 2) for x in cpu], "panel_cpu_per_page_median_s": r(statistics.median(cpu), 2),
-            "panel_cpu_per_page_max_s": r(max(cpu), 2), "machine_during_run": load.end(), "waited_for_quiet_s": waited}
+            "panel_cpu_per_page_max_s": r(max(cpu), 2), "chromium_cpu_per_page_median_s": r(statistics.median(chromium), 2),
+            "machine_during_run": load.end(), "waited_for_quiet_s": waited}
 
 
 async def cached_tab(browser: Any, panel: Server) -> dict[str, Any]:
@@ -148,17 +149,19 @@ async def cached_tab(browser: Any, panel: Server) -> dict[str, Any]:
 async def five_tabs(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str, Any]:
     """TAB_PAGES new contexts opened at once; each one's seconds to connected, panel CPU seconds for the round."""
     waited, load = await quiet_then_load(wait_quiet_s)
-    cpu0 = common.proc_cpu_s(panel.pid)
+    cpu0, chromium0 = common.proc_cpu_s(panel.pid), common.browser_cpu_s()
     opened = await asyncio.gather(*(dash.open_dashboard(browser, panel.url + "/app") for _ in range(TAB_PAGES)))
+    busy = load.end()  # until the last tab said connected: the machine's CPU seconds over its cores bound that wait
     await dash.wait_idle(panel, 20.0)
-    cpu = common.proc_cpu_s(panel.pid) - cpu0
+    cpu, chromium = common.proc_cpu_s(panel.pid) - cpu0, common.browser_cpu_s() - chromium0
     machine = load.end()
     for context, _page, _took in opened:
         await context.close()
     connect = [took for _c, _p, took in opened]
     return {"connect_s": [r(x, 2) for x in connect], "connect_median_s": r(statistics.median(connect), 2),
-            "connect_max_s": r(max(connect), 2), "panel_cpu_round_s": r(cpu, 2), "machine_during_run": machine,
-            "waited_for_quiet_s": waited}
+            "connect_max_s": r(max(connect), 2), "panel_cpu_round_s": r(cpu, 2), "chromium_cpu_round_s": r(chromium, 2),
+            "cpu_until_connected_per_core_s": r(busy["machine_busy_percent_of_one_core"] * busy["wall_s"] / 100
+                                                / os.cpu_count(), 2), "machine_during_run": machine, "waited_for_quiet_s": waited}
 
 
 async def push_out_and_observe(api: Server, token: str, page: Any) -> int:
@@ -269,7 +272,11 @@ def table(results: dict[str, Any]) -> str:
             lambda b: slash(b["one_tab"]["panel_cpu_per_page_median_s"], b["one_tab"]["panel_cpu_per_page_max_s"], unit="s")),
         row("five tabs at once: each tab", lambda b: ", ".join(map(str, b["five_tabs"]["connect_s"])) + " s"),
         row("five tabs at once: median / max", lambda b: slash(b["five_tabs"]["connect_median_s"], b["five_tabs"]["connect_max_s"], unit="s")),
-        row("five tabs: panel CPU for the round", lambda b: fmt(b["five_tabs"]["panel_cpu_round_s"], "s")),
+        row("Chromium CPU per page opened (median)", lambda b: fmt(b["one_tab"].get("chromium_cpu_per_page_median_s"), "s")),
+        row("five tabs: panel / Chromium CPU for the round", lambda b: slash(
+            b["five_tabs"]["panel_cpu_round_s"], b["five_tabs"].get("chromium_cpu_round_s"), unit="s")),
+        row("five tabs: the machine's CPU until the last tab connected ÷ cores",
+            lambda b: fmt(b["five_tabs"].get("cpu_until_connected_per_core_s"), "s")),
         row("**lag at 100/s: p50 / p95 / max**", lambda b: slash(*(b["lag"]["no_query"][k] for k in LAG_KEYS), unit="ms")),
         row("panel CPU at 100/s", lambda b: fmt(b["lag"]["no_query"]["panel_cpu_percent_of_one_core"], "% of a core")),
         row("with the query: lag p50 / p95 / max", lambda b: q(b, lambda x: slash(*(x[k] for k in LAG_KEYS), unit="ms"))),
@@ -289,8 +296,7 @@ def section(results: dict[str, Any]) -> str:
         f"{m['memory_total_mb']} MB RAM, Python {m['python']}, Panel {m['packages']['panel']}, Bokeh "
         f"{m['packages']['bokeh']}, Chromium {m['chromium']}, commit {m['git_commit']}. Wall time of the run: "
         f"{fmt(results['run_wall_s'], 's')}.", "",
-        table(results), "",
-        "How it was measured:", "",
+        table(results), "", "How it was measured:", "",
         "- Builds one after another in one run, one Chromium for all; each build's API (fresh SQLite) and panel "
         "servers run from its own tree (a `git worktree add --detach` of the revision, or `worktree`: this "
         "repository's files with uncommitted changes), cwd and PYTHONPATH set to it.",
@@ -300,7 +306,9 @@ def section(results: dict[str, Any]) -> str:
         "1 s) after connected, so the page's first render counts. Cached: the same, "
         "in one context whose HTTP cache holds the scripts after a first, uncounted page (a user's second visit).",
         f"- Five tabs: {TAB_PAGES} new contexts opened together (asyncio.gather), each one's seconds to connected; "
-        "panel CPU from before the first `goto` until the server is idle again.",
+        "panel CPU from before the first `goto` until the server is idle again. Chromium CPU: Playwright's driver "
+        "and the browser under it (/proc, reaped renderers included). The machine's CPU until the last tab connected "
+        "÷ cores: close to that tab's wait, the cores were busy throughout; only less work per page shortens it.",
         f"- Lag: `dashboard_bench.py`'s step 1 (warm-up at 50/s, then one POST per trace at 100/s for "
         f"{results['seconds_s']:g} s; a MutationObserver stamps each name's first appearance in the table), on "
         "a user with 5000 traces (the row cap). p50/p95/max from `time.time()` before the POST to the DOM.",
