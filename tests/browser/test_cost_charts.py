@@ -16,6 +16,9 @@ CANVAS_BOXES = CANVAS_BOTTOMS.replace("found.push(e.getBoundingClientRect().bott
                                       "found.push((({x, y, width, height}) => [x, y, width, height])"
                                       "(e.getBoundingClientRect()))")
 
+# Resolves once two more frames are painted: whatever changed before it is on screen.
+NEXT_FRAMES = "() => new Promise((done) => requestAnimationFrame(() => requestAnimationFrame(done)))"
+
 
 def plots(page) -> list[list[float]]:
     """The five charts' boxes (Bokeh draws each on more than one canvas)."""
@@ -45,7 +48,7 @@ def test_cost_and_token_charts_and_the_totals_since_the_page_opened(stack, brows
             assert page.evaluate("(t) => Bokeh.documents.some((d) => [...d.all_models].some((m) => m.text === t))",
                                  title), title
         page.wait_for_function(CANVAS_BOXES + ".length >= 6", timeout=TIMEOUT)  # the five charts
-        page.wait_for_timeout(500)  # let Bokeh finish drawing the last points before the picture
+        page.evaluate(NEXT_FRAMES)  # Bokeh paints new points on the next animation frame: the picture has them
         shot(page, "cost-1440x900")
         charts = plots(page)
         assert len(charts) == 5 and all(width >= 360 for _x, _y, width, _h in charts), charts  # none squeezed
