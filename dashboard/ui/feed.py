@@ -366,10 +366,11 @@ class TraceFeed(FeedParams):
         self.announcer.connection(previous, status, error)
         last = health.last_activity_at
         if status in (ConnectionStatus.off, ConnectionStatus.error) or last is None:
-            self.heartbeat_age = None
+            self.heartbeat_age = self.heartbeat_at = None
             self.health_warning = False
         else:  # while reconnecting the age keeps growing from the last sign of life
             self.heartbeat_age = round(max(0.0, now - last.timestamp()), 1)
+            self.heartbeat_at = last.timestamp()
             self.health_warning = self.heartbeat_age > self.warn_after
 
     def _update_showing(self) -> None:

@@ -53,6 +53,7 @@ class FeedParams(param.Parameterized):
     connection_text = param.String(default="off", doc="The connection's state in words.")
     error = param.String(default="", doc="What went wrong, for the banner ('' when nothing is wrong).")
     heartbeat_age = param.Number(default=None, allow_None=True, doc="Seconds since the last ping or event.")
+    heartbeat_at = param.Number(default=None, allow_None=True, doc="When that was (epoch seconds); None with no connection.")
     health_warning = param.Boolean(default=False, doc="No ping or event for more than ``warn_after``.")
     last_refresh_at = param.Date(default=None, doc="When the snapshot was last loaded (UTC).")
     reset_text = param.String(default="", doc="When the stream was last reset and the table reloaded, and why "

@@ -70,5 +70,9 @@ def reset_words(at: float, reason: str) -> str:
 
 def refreshed_words(at: datetime, now: float) -> str:
     """'refreshed 14:03:22 (8 s ago)', in the viewer's local time."""
-    ago = max(0, round(now - at.timestamp()))
-    return f"refreshed {at.astimezone().strftime('%H:%M:%S')} ({ago} s ago)"
+    return refreshed_template(at).replace("{s}", str(max(0, round(now - at.timestamp()))))
+
+
+def refreshed_template(at: datetime) -> str:
+    """'refreshed 14:03:22 ({s} s ago)': the page counts the seconds itself (``views/ticking.py``)."""
+    return f"refreshed {at.astimezone().strftime('%H:%M:%S')} ({{s}} s ago)"

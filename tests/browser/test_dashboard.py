@@ -89,13 +89,28 @@ def test_a_lost_connection_is_shown_and_missed_traces_come_back(stack, page, tmp
         restarted.stop()
 
 
+def seconds_in(text: str | None) -> int:
+    return int(re.search(r"(\d+) s\b", text or "").group(1))
+
+
 def test_the_health_gauge_warns_when_pings_stop_and_recovers_on_traffic(stack, page):
     api, panel = stack(api_env={"TRACES_PING_INTERVAL": "3600"}, panel_env={"TRACES_HEALTH_WARN_SECONDS": "2"})
+    patches: list[str] = []  # the changes the server sends the page
+    page.on("websocket", lambda ws: ws.on("framereceived", lambda frame: patches.append(frame) if isinstance(
+        frame, str) and '"msgtype": "PATCH-DOC"' in frame else None))
     open_dashboard(page, panel)
     expect(page.locator(".trace-health[data-warning='true']")).to_be_visible(timeout=TIMEOUT)
     # The dial says the same seconds, past two thirds of its span (the warning is at 2 s of 3).
     expect(page.locator("svg.trace-gauge")).to_have_attribute("aria-label", re.compile(r"since last ping: [2-9]\d* s"))
+    expect(page.locator(".trace-health", has_text=re.compile(r"no ping or event for [2-9]\d* s"))).to_be_visible()
     shot(page, "health-warning")
+    # The page counts the seconds itself: three more go by with at most one message from the server
+    # (rendered there, every second of every open tab was a message).
+    dial = page.locator("svg.trace-gauge")
+    sent, start = len(patches), seconds_in(dial.get_attribute("aria-label"))
+    expect(dial).to_have_attribute("aria-label", f"since last ping: {start + 3} s", timeout=TIMEOUT)
+    assert len(patches) - sent <= 1, patches[sent:]
+    assert seconds_in(page.locator(".trace-health").text_content()) >= start + 3  # the words count too
     post(api, "alice", name="sign-of-life", status="running")
     expect(page.locator(".trace-health[data-warning='false']")).to_be_visible(timeout=TIMEOUT)
 

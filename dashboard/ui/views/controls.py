@@ -4,6 +4,7 @@ with its time, filters, the error banner with Retry, and the token prompt (the h
 from __future__ import annotations
 
 import html
+import time
 
 import panel as pn
 import param
@@ -12,7 +13,9 @@ from panel.viewable import Viewer
 from ...client import ConnectionStatus
 from ..feed import TraceFeed
 from ..feed_params import STATUS_CHOICES
+from ..wording import refreshed_template
 from .style import CONNECTION_COLOURS
+from .ticking import TickingHTML
 
 TOGGLE_TYPES = {ConnectionStatus.connected: "success", ConnectionStatus.error: "danger"}
 
@@ -36,13 +39,15 @@ class LiveControls(Viewer):
         self.refresh = pn.widgets.Button(name="↻ Refresh", button_type="default", width=100,
                                          description="Reload the traces, then keep streaming")
         self.refresh.on_click(lambda _: feed.refresh())
-        self.refreshed = pn.pane.HTML(margin=(5, 10), styles={"color": "#4b5563"})
+        self.refreshed = TickingHTML(margin=(5, 10), styles={"color": "#4b5563"})  # its seconds count in the page
         self.holding = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"})
         self.reset = pn.pane.HTML(margin=(5, 10), styles={"color": "#92400e"}, visible=False, max_width=520)
         self.stuck = pn.pane.HTML(margin=(5, 10), styles={"color": "#b45309", "font-weight": "600"}, visible=False)
-        feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "refresh_text", "holding_reason",
+        feed.param.watch(self._render, ["new_count", "live", "connection", "connection_text", "holding_reason",
                                         "reset_text", "stuck_count"])
+        feed.param.watch(self._render_refreshed, "last_refresh_at")
         self._render()
+        self._render_refreshed()
 
     def _render(self, *_: object) -> None:
         feed = self.feed
@@ -58,7 +63,6 @@ class LiveControls(Viewer):
             f'gap:6px;font-size:14px"><span style="width:11px;height:11px;border-radius:50%;background:{colour};'
             f'display:inline-block"></span>{html.escape(feed.connection_text)}</span>'
         )
-        self.refreshed.object = f'<span class="trace-refreshed">{html.escape(feed.refresh_text)}</span>'
         self.reset.visible = bool(feed.reset_text)
         self.reset.object = f'<span class="trace-reset">{html.escape(feed.reset_text)}</span>'
         calls = "call has" if feed.stuck_count == 1 else "calls have"
@@ -68,6 +72,12 @@ class LiveControls(Viewer):
         self.holding.visible = bool(feed.holding_reason)
         self.holding.object = (f'<span class="trace-holding">new rows wait while {html.escape(feed.holding_reason)}'
                                '</span>' if feed.holding_reason else "")
+
+    def _render_refreshed(self, *_: object) -> None:
+        """Sent when a snapshot loads; the page counts the seconds since."""
+        at = self.feed.last_refresh_at
+        words, age = (self.feed.refresh_text, None) if at is None else (refreshed_template(at), time.time() - at.timestamp())
+        self.refreshed.show(f'<span class="trace-refreshed">{html.escape(words)}</span>', age)
 
     def __panel__(self):
         middle = [self.banner] if self.banner is not None else []
