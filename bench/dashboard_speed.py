@@ -15,7 +15,8 @@ user: tabs, 200 traces; lag, 5000) from its own tree (cwd and PYTHONPATH), and i
 1. one tab to connected: seconds from ``page.goto`` to "connected", 5 pages one after another (after a warm-up
    one), each in a new browser context (nothing cached), and the panel server's and Chromium's CPU seconds per
    page; then 5 more in one context whose cache holds the scripts (a user's second visit);
-2. five tabs at once: 5 pages opened together, each one's seconds to connected, the CPU the round took;
+2. five tabs at once: 5 pages opened together, each one's seconds to connected, the CPU the round took; then
+   the CPU the five cost per tab, left open with nothing arriving;
 3. lag at 100 events/s, as ``dashboard_bench.py`` measures it, on the user with 5000 traces;
 4. the same with ``latency_ms > 100 and model != "none"`` in the query box: it keeps every trace, so what
    differs is the cost of the filter.
@@ -28,14 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -54,6 +51,7 @@ USERS = {"tabs": ("bench-speed-tabs", 200), "lag": ("bench-speed-lag", 5000)}
 LAG_KEYS = ("lag_p50_ms", "lag_p95_ms", "lag_max_ms")
 KEPT_FROM_LAG_RUN = (*LAG_KEYS, "seen_fraction", "posted_count", "post_errors_count", "panel_cpu_percent_of_one_core",
                      "api_cpu_percent_of_one_core", "machine_during_run", "waited_for_quiet_s")
+IDLE_S = 10.0
 PANEL_FLAGS = ["--liveness", "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000"]
 
 
@@ -99,6 +97,12 @@ def keep_lag(run: dict[str, Any]) -> dict[str, Any]:
     return {key: run[key] for key in KEPT_FROM_LAG_RUN}
 
 
+def spread(connect: list[float]) -> dict[str, Any]:
+    """Each page's seconds to connected, their median and max."""
+    return {"connect_s": [r(x, 2) for x in connect], "connect_median_s": r(statistics.median(connect), 2),
+            "connect_max_s": r(max(connect), 2)}
+
+
 async def quiet_then_load(wait_quiet_s: float) -> tuple[float, common.Load]:
     """Wait for quiet when asked (--wait-quiet), then start the noise meter: other processes' CPU in the step."""
     return (await common.wait_quiet(wait_quiet_s) if wait_quiet_s > 0 else 0.0), common.Load()
@@ -121,9 +125,7 @@ async def one_tab(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str,
         connect.append(took)
         await context.close()
         await dash.wait_idle(panel, 15.0)
-    return {"warm_up_connect_s": r(warm, 2), "connect_s": [r(x, 2) for x in connect],
-            "connect_median_s": r(statistics.median(connect), 2), "connect_max_s": r(max(connect), 2),
-            "panel_cpu_per_page_s": [r(x, 2) for x in cpu], "panel_cpu_per_page_median_s": r(statistics.median(cpu), 2),
+    return {"warm_up_connect_s": r(warm, 2), **spread(connect), "panel_cpu_per_page_s": [r(x, 2) for x in cpu], "panel_cpu_per_page_median_s": r(statistics.median(cpu), 2),
             "panel_cpu_per_page_max_s": r(max(cpu), 2), "chromium_cpu_per_page_median_s": r(statistics.median(chromium), 2),
             "machine_during_run": load.end(), "waited_for_quiet_s": waited}
 
@@ -143,11 +145,12 @@ async def cached_tab(browser: Any, panel: Server) -> dict[str, Any]:
             await dash.wait_idle(panel, 15.0)
     finally:
         await context.close()
-    return {"connect_s": [r(x, 2) for x in connect], "connect_median_s": r(statistics.median(connect), 2), "connect_max_s": r(max(connect), 2)}
+    return spread(connect)
 
 
 async def five_tabs(browser: Any, panel: Server, wait_quiet_s: float) -> dict[str, Any]:
-    """TAB_PAGES new contexts opened at once; each one's seconds to connected, panel CPU seconds for the round."""
+    """TAB_PAGES new contexts opened at once: each one's seconds to connected, the CPU the round took; then
+    what they cost left open, IDLE_S seconds with nothing arriving (the page's clocks, the charts' points)."""
     waited, load = await quiet_then_load(wait_quiet_s)
     cpu0, chromium0 = common.proc_cpu_s(panel.pid), common.browser_cpu_s()
     opened = await asyncio.gather(*(dash.open_dashboard(browser, panel.url + "/app") for _ in range(TAB_PAGES)))
@@ -155,11 +158,14 @@ async def five_tabs(browser: Any, panel: Server, wait_quiet_s: float) -> dict[st
     await dash.wait_idle(panel, 20.0)
     cpu, chromium = common.proc_cpu_s(panel.pid) - cpu0, common.browser_cpu_s() - chromium0
     machine = load.end()
+    await asyncio.sleep(IDLE_S)  # Chromium draws on after the server is quiet (the charts joining): let it finish
+    idle0 = common.proc_cpu_s(panel.pid)
+    await asyncio.sleep(IDLE_S)  # the measuring window: the tabs sit open
+    idle = 100 * (common.proc_cpu_s(panel.pid) - idle0) / IDLE_S / TAB_PAGES
     for context, _page, _took in opened:
         await context.close()
-    connect = [took for _c, _p, took in opened]
-    return {"connect_s": [r(x, 2) for x in connect], "connect_median_s": r(statistics.median(connect), 2),
-            "connect_max_s": r(max(connect), 2), "panel_cpu_round_s": r(cpu, 2), "chromium_cpu_round_s": r(chromium, 2),
+    return {**spread([took for _c, _p, took in opened]), "panel_cpu_round_s": r(cpu, 2), "chromium_cpu_round_s": r(chromium, 2),
+            "idle_panel_percent_per_tab": r(idle, 2),
             "cpu_until_connected_per_core_s": r(busy["machine_busy_percent_of_one_core"] * busy["wall_s"] / 100
                                                 / os.cpu_count(), 2), "machine_during_run": machine, "waited_for_quiet_s": waited}
 
@@ -275,6 +281,8 @@ def table(results: dict[str, Any]) -> str:
         row("Chromium CPU per page opened (median)", lambda b: fmt(b["one_tab"].get("chromium_cpu_per_page_median_s"), "s")),
         row("five tabs: panel / Chromium CPU for the round", lambda b: slash(
             b["five_tabs"]["panel_cpu_round_s"], b["five_tabs"].get("chromium_cpu_round_s"), unit="s")),
+        row(f"five tabs left open {IDLE_S:g} s: panel CPU per tab",
+            lambda b: fmt(b["five_tabs"].get("idle_panel_percent_per_tab"), "% of a core")),
         row("five tabs: the machine's CPU until the last tab connected ÷ cores",
             lambda b: fmt(b["five_tabs"].get("cpu_until_connected_per_core_s"), "s")),
         row("**lag at 100/s: p50 / p95 / max**", lambda b: slash(*(b["lag"]["no_query"][k] for k in LAG_KEYS), unit="ms")),
@@ -308,7 +316,9 @@ def section(results: dict[str, Any]) -> str:
         f"- Five tabs: {TAB_PAGES} new contexts opened together (asyncio.gather), each one's seconds to connected; "
         "panel CPU from before the first `goto` until the server is idle again. Chromium CPU: Playwright's driver "
         "and the browser under it (/proc, reaped renderers included). The machine's CPU until the last tab connected "
-        "÷ cores: close to that tab's wait, the cores were busy throughout; only less work per page shortens it.",
+        "÷ cores: close to that tab's wait, the cores were busy throughout; only less work per page shortens it. "
+        f"Left open: then, after {IDLE_S:g} s more for Chromium to finish drawing, {IDLE_S:g} s with the five tabs "
+        "open and nothing arriving: the panel server's CPU over that time, per tab.",
         f"- Lag: `dashboard_bench.py`'s step 1 (warm-up at 50/s, then one POST per trace at 100/s for "
         f"{results['seconds_s']:g} s; a MutationObserver stamps each name's first appearance in the table), on "
         "a user with 5000 traces (the row cap). p50/p95/max from `time.time()` before the POST to the DOM.",
@@ -372,29 +382,16 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(dash.CHROMIUM).exists():
         return print(f"{dash.CHROMIUM} not found", file=sys.stderr) or 2
 
-    def terminate(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+    async def run_in(scratch: Path) -> dict[str, Any]:
+        trees: list[Path] = []
+        try:
+            return await run(revs, args.seconds, args.wait_quiet, command, scratch, trees)
+        finally:
+            for tree in set(trees) - {ROOT}:  # the git worktrees this run added
+                subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True, timeout=60)
 
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    scratch = Path(tempfile.mkdtemp(prefix="dashboard-speed-"))
-    trees: list[Path] = []
-    try:
-        results = asyncio.run(run(revs, args.seconds, args.wait_quiet, command, scratch, trees))
-    except KeyboardInterrupt:
-        print("interrupted; subprocesses stopped", file=sys.stderr)
-        return 130
-    finally:
-        common.kill_children()
-        for tree in set(trees) - {ROOT}:  # the git worktrees this run added
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=ROOT, capture_output=True, timeout=60)
-        print(f"kept {scratch}", file=sys.stderr) if args.keep_tmp else shutil.rmtree(scratch, ignore_errors=True)
-    (common.BENCH / "speed_results.json").write_text(json.dumps(results, indent=2) + "\n")
-    (common.BENCH / "SPEED.md").write_text(section(results))
-    print()
-    print(section(results))
-    return 0
-
+    return common.run_and_write(run_in, tmp_prefix="dashboard-speed-", keep_tmp=args.keep_tmp,
+                                json_name="speed_results.json", markdown_name="SPEED.md", markdown=section)
 
 if __name__ == "__main__":
     sys.exit(main())
