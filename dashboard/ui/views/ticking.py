@@ -1,8 +1,8 @@
 """Markup whose seconds count up in the browser: the health gauge and "refreshed … (N s ago)".
 
-Rendered on the server, both changed every second, so every open tab cost a render, a websocket
-message and a browser re-layout per second, idle or not: about 2% of a core on the panel server and
-6–9% in Chromium per tab, and five tabs opening at once took 15–20% longer for it. Now the server
+Rendered on the server, both changed every second, so every open tab cost the panel server a render
+and a websocket message per second, idle or not (about 1.3–1.8% of a core per tab, ``bench/SPEED.md``),
+and five tabs opening at once took 15–20% longer for it (measured with and without). Now the server
 sends the markup with the age it had when sent, again only when that age jumps (new activity, a
 reload) or the words change, and the browser adds the seconds since.
 
