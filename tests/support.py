@@ -55,6 +55,18 @@ def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+def answers(process: subprocess.Popen, url: str, name: str, log: Callable[[], str],
+            headers: dict[str, str] | None = None) -> bool:
+    """For ``poll_until``: whether a child process answers ``url`` with 200 yet; RuntimeError with the end of
+    its log if it has exited instead."""
+    if process.poll() is not None:
+        raise RuntimeError(f"{name} exited:\n{log()[-3000:]}")
+    try:
+        return httpx.get(url, headers=headers, timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 class Tokens:
     """Tokens to call an API under test with, signed with its secret."""
 
@@ -186,16 +198,9 @@ class ApiProcess(Tokens):
 
     def wait_ready(self) -> ApiProcess:
         assert self.process is not None, "launch() first"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the API exited: {self.log_path.read_text()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.05)
-        raise RuntimeError("the API did not answer /healthz in time")
+        process = self.process
+        poll_until(lambda: answers(process, self.url + "/healthz", "the API", self.log), 20, "the API to answer /healthz")
+        return self
 
     def kill(self) -> None:
         assert self.process is not None

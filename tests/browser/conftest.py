@@ -5,14 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
-from ..support import ROOT, ApiProcess, free_port
+from ..support import ROOT, ApiProcess, answers, free_port, poll_until
 from .chromium import CHROMIUM, CHROMIUM_ARGS
 
 SHOTS = ROOT / "tests" / "browser" / "screenshots"
@@ -56,17 +54,9 @@ class PanelProcess:
 
     def wait_ready(self) -> PanelProcess:
         assert self.process is not None, "launch() first"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"panel serve exited: {self.log_path.read_text()}")
-            try:
-                if httpx.get(f"{self.url}/liveness", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("panel serve did not start")
+        process = self.process
+        poll_until(lambda: answers(process, f"{self.url}/liveness", "panel serve", self.log), 60, "panel serve to answer")
+        return self
 
     @property
     def url(self) -> str:

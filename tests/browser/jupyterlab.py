@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from ..support import free_port, poll_until
+from ..support import answers, free_port, poll_until
 
 LAB_TOKEN = "notebook-test-token"
 
@@ -59,17 +59,10 @@ class JupyterLabProcess:
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(args, cwd=self.work, env=env, stdout=log, stderr=subprocess.STDOUT,
                                             start_new_session=True)
-        poll_until(self._answers, 90, "JupyterLab to answer")
+        process = self.process
+        poll_until(lambda: answers(process, f"{self.url}/api/status", "JupyterLab", self.log,
+                                   {"Authorization": f"token {LAB_TOKEN}"}), 90, "JupyterLab to answer")
         return self
-
-    def _answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(f"JupyterLab exited:\n{self.log()[-3000:]}")
-        try:
-            return httpx.get(f"{self.url}/api/status", headers={"Authorization": f"token {LAB_TOKEN}"},
-                             timeout=1).status_code == 200
-        except httpx.TransportError:
-            return False
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
