@@ -295,6 +295,13 @@ class Server:
         return int(statistics.median(values))
 
 
+def panel_server(name: str, app: Path, env: dict[str, str], workdir: Path, *flags: str) -> Server:
+    """``panel serve app`` on loopback on a free port, answering /liveness; ``flags``: panel serve's own."""
+    port = free_port()
+    return Server(name, [sys.executable, "-m", "panel", "serve", str(app), "--address", HOST, "--port", str(port),
+                         "--allow-websocket-origin", f"{HOST}:{port}", "--liveness", *flags], env, workdir, port, "/liveness")
+
+
 def server_env(settings: dict[str, str]) -> dict[str, str]:
     """The environment for the servers under test: this one without TRACES_* and SUPABASE_* (a developer's own
     settings must not leak into a benchmark), plus ``settings`` and unbuffered output, so the logs are complete."""
@@ -359,6 +366,12 @@ class Load:
             "steal_percent_of_one_core": r(100 * (now["steal"] - self.jiffies["steal"]) / tick / wall, 0),
             **self.extra(wall),
         }
+
+
+def cpu_per_core_s(machine: dict[str, Any]) -> float:
+    """What a ``Load.end()`` saw the whole machine do, in CPU seconds over its cores: no step that needed
+    that work could have taken less wall time."""
+    return machine["machine_busy_percent_of_one_core"] * machine["wall_s"] / 100 / (os.cpu_count() or 1)
 
 
 async def wait_quiet(max_s: float, meter: Callable[[], Load] = Load, windows: int = 2, window_s: float = 1.0) -> float:

@@ -76,6 +76,7 @@ from common import (
     free_port,
     machine_info,
     noise_text,
+    panel_server,
     pct,
     proc_cpu_s,
     r,
@@ -1025,14 +1026,10 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
     api.log_path = workdir / "api.log"
     users = {"lag": "bench-lag", "memory": "demo", "sessions": "bench-sessions"}
 
-    def panel_server(name: str, user: str, token: str, session_flags: bool) -> Server:
-        port = free_port()
-        argv = [sys.executable, "-m", "panel", "serve", str(ROOT / "dashboard" / "app.py"), "--address", HOST,
-                "--port", str(port), "--allow-websocket-origin", f"{HOST}:{port}", "--liveness"]
-        if session_flags:
-            argv += ["--unused-session-lifetime", "8000", "--check-unused-sessions", "1000"]
-        server = Server(name, argv, {**env, "TRACES_API_URL": api.url, "TRACES_TOKEN": token}, workdir, port, "/liveness")
-        return server
+    def user_panel(name: str, user: str, token: str, session_flags: bool) -> Server:
+        flags = ("--unused-session-lifetime", "8000", "--check-unused-sessions", "1000") if session_flags else ()
+        return panel_server(name, ROOT / "dashboard" / "app.py", {**env, "TRACES_API_URL": api.url,
+                                                               "TRACES_TOKEN": token}, workdir, *flags)
 
     results: dict[str, Any] = {
         "command": command,
@@ -1049,9 +1046,9 @@ async def run(cfg: Config, workdir: Path, command: str, wait_quiet_s: float) -> 
         await api.wait_ready()
         tokens = {key: cli_token(env, user) for key, user in users.items()}
         metrics_token = tokens["sessions"]
-        panels = {"lag": panel_server("panel-lag", users["lag"], tokens["lag"], False),
-                  "memory": panel_server("panel-memory", users["memory"], tokens["memory"], False),
-                  "sessions": panel_server("panel-sessions", users["sessions"], tokens["sessions"], True)}
+        panels = {"lag": user_panel("panel-lag", users["lag"], tokens["lag"], False),
+                  "memory": user_panel("panel-memory", users["memory"], tokens["memory"], False),
+                  "sessions": user_panel("panel-sessions", users["sessions"], tokens["sessions"], True)}
         step(f"prefilling ({row_cap} traces for {users['lag']} and {users['memory']}, "
              f"{cfg.session_user_traces} for {users['sessions']}) and starting 3 panel servers")
         await prefill(api, tokens["lag"], row_cap, "lag")

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import os
 import statistics
 import subprocess
 import sys
@@ -52,7 +51,7 @@ LAG_KEYS = ("lag_p50_ms", "lag_p95_ms", "lag_max_ms")
 KEPT_FROM_LAG_RUN = (*LAG_KEYS, "seen_fraction", "posted_count", "post_errors_count", "panel_cpu_percent_of_one_core",
                      "api_cpu_percent_of_one_core", "machine_during_run", "waited_for_quiet_s")
 IDLE_S = 10.0
-PANEL_FLAGS = ["--liveness", "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000"]
+PANEL_FLAGS = ("--unused-session-lifetime", "3000", "--check-unused-sessions", "1000")  # closed tabs let go soon
 
 
 # Builds: a tree each, its own servers
@@ -80,10 +79,8 @@ async def start_build(rev: str, tree: Path, workdir: Path) -> dict[str, Any]:
     tokens = {key: dash.cli_token(env, user, cwd=tree) for key, (user, _count) in USERS.items()}
     for key, (_user, count) in USERS.items():
         await dash.prefill(api, tokens[key], count, key)
-        port = common.free_port()  # the panel server for this user
-        panel = Server("panel", [sys.executable, "-m", "panel", "serve", str(tree / "dashboard" / "app.py"), "--address",
-                                 common.HOST, "--port", str(port), "--allow-websocket-origin", f"{common.HOST}:{port}", *PANEL_FLAGS],
-                       {**env, "TRACES_API_URL": api.url, "TRACES_TOKEN": tokens[key]}, tree, port, "/liveness")
+        panel = common.panel_server("panel", tree / "dashboard" / "app.py",  # the panel server for this user
+                                    {**env, "TRACES_API_URL": api.url, "TRACES_TOKEN": tokens[key]}, tree, *PANEL_FLAGS)
         panel.log_path = workdir / f"panel-{key}-{rev}.log"
         servers[key] = panel
         panel.launch()
@@ -166,8 +163,8 @@ async def five_tabs(browser: Any, panel: Server, wait_quiet_s: float) -> dict[st
         await context.close()
     return {**spread([took for _c, _p, took in opened]), "panel_cpu_round_s": r(cpu, 2), "chromium_cpu_round_s": r(chromium, 2),
             "idle_panel_percent_per_tab": r(idle, 2),
-            "cpu_until_connected_per_core_s": r(busy["machine_busy_percent_of_one_core"] * busy["wall_s"] / 100
-                                                / os.cpu_count(), 2), "machine_during_run": machine, "waited_for_quiet_s": waited}
+            "cpu_until_connected_per_core_s": r(common.cpu_per_core_s(busy), 2), "machine_during_run": machine,
+            "waited_for_quiet_s": waited}
 
 
 async def push_out_and_observe(api: Server, token: str, page: Any) -> int:

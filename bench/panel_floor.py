@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import time
@@ -25,18 +24,16 @@ from typing import Any
 import common
 import dashboard_bench as dash
 from common import BENCH, ROOT, Server, fmt, r
+from dashboard_speed import PANEL_FLAGS
 
 PAGES = 6
 TRACES = 200
 PAGES_NAMES = {"bare": "bare Panel page (status + 200-row Tabulator)", "dashboard": "the dashboard (200 traces)"}
 URL_PATHS = {"bare": "/panel_floor_app", "dashboard": "/app"}
-FLAGS = ["--liveness", "--unused-session-lifetime", "3000", "--check-unused-sessions", "1000"]
 
 
 def panel_server(app: Path, env: dict[str, str], workdir: Path, name: str) -> Server:
-    port = common.free_port()
-    server = Server("panel", [sys.executable, "-m", "panel", "serve", str(app), "--address", common.HOST, "--port",
-                              str(port), "--allow-websocket-origin", f"{common.HOST}:{port}", *FLAGS], env, ROOT, port, "/liveness")
+    server = common.panel_server("panel", app, env, ROOT, *PANEL_FLAGS)
     server.log_path = workdir / f"panel-{name}.log"
     return server
 
@@ -72,7 +69,7 @@ async def five_at_once(browser: Any, server: Server, url: str) -> dict[str, Any]
     ready = [took for _context, took in opened]
     return {"ready_s": [r(x, 2) for x in ready], "ready_median_s": r(statistics.median(ready), 2),
             "ready_max_s": r(max(ready), 2), "machine_until_ready": busy,
-            "cpu_until_ready_per_core_s": r(busy["machine_busy_percent_of_one_core"] * busy["wall_s"] / 100 / os.cpu_count(), 2)}
+            "cpu_until_ready_per_core_s": r(common.cpu_per_core_s(busy), 2)}
 
 
 async def run(workdir: Path) -> dict[str, Any]:
